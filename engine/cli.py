@@ -1,0 +1,225 @@
+"""The ``landscape`` command (also ``python -m engine``): the engine, headless.
+
+Every error a user can cause ends in one line on stderr and a non-zero exit;
+``--debug`` shows the traceback of unexpected failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from engine import __version__
+from engine.errors import LandscapeError
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors are one line like every other Landscape error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise LandscapeError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_surface(sub: Any) -> None:
+    p = sub.add_parser(
+        "surface",
+        help="compute a filter-normalized 1D or 2D loss surface into an HDF5 file",
+        description="Evaluate the loss at theta0 + x*dx + y*dy on a grid and store it, point by point, in FILE.h5. "
+        "Re-running the same command on an unfinished file continues it.",
+    )
+    p.add_argument("checkpoint", help="checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors/TorchScript)")
+    p.add_argument("--model", help="architecture: module.path:callable or path/to/file.py:callable")
+    p.add_argument("--model-kwargs", help="JSON keyword arguments for --model, e.g. '{\"width\": 200}'")
+    p.add_argument("--data", required=True, help="FILE (.npz/.pt/.h5 with x and y), sample:NAME, or module:callable")
+    p.add_argument("--loss", default="auto", help="auto (default), mse or cross_entropy")
+    p.add_argument("--x", required=True, metavar="MIN:MAX:N", help="x axis: N values from MIN to MAX, ends included")
+    p.add_argument("--y", metavar="MIN:MAX:N", help="y axis; omit for a 1D slice")
+    p.add_argument("--directions", default="random", help="random (default), interpolate, pca, or FILE.h5 to reuse its directions")
+    p.add_argument("--to", help="second checkpoint for --directions interpolate (x=0 first, x=1 second)")
+    p.add_argument("--trajectory", help="folder or glob of training checkpoints for --directions pca")
+    p.add_argument("--norm", default="filter", help="filter (default), layer, weight or none")
+    p.add_argument("--ignore", default="biasbn", help="biasbn (default: no movement of 1-D tensors) or none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
+    p.add_argument("--metrics", default="loss,acc", help="loss,acc (default; acc only for classification) or loss")
+    p.add_argument("--max-samples", type=int, help="evaluate on a fixed, seeded subset of this many samples")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, help="samples per forward pass (default: all, up to 4096)")
+    p.add_argument("--strategy", default="auto", help="auto (default: measured), inplace or vmap")
+    p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need arbitrary unpickling (runs code from the file)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file made with other settings")
+    p.add_argument("--out", required=True, help="output surface file (.h5)")
+    p.set_defaults(run=_run_surface)
+
+
+def _add_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="summarize a surface file (Landscape's or Li et al.'s)")
+    p.add_argument("file", help="surface file (.h5)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(run=_run_info)
+
+
+def _add_train(sub: Any) -> None:
+    from samples.registry import RECIPES
+
+    p = sub.add_parser(
+        "train",
+        help="train a sample recipe: self-describing checkpoints, a trajectory, its data and loss history",
+        description="Recipes: " + "; ".join(f"{name}: {recipe.description}" for name, recipe in RECIPES.items()),
+    )
+    p.add_argument("recipe", help=f"one of: {', '.join(RECIPES)}")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    seen: dict[str, Any] = {}
+    for recipe in RECIPES.values():
+        for option in recipe.options:
+            if option.name in seen:
+                continue
+            seen[option.name] = option
+            p.add_argument(
+                "--" + option.name.replace("_", "-"),
+                dest=option.name,
+                type=option.type,
+                default=None,
+                help=f"{option.help} (recipes: {', '.join(r.name for r in RECIPES.values() if any(o.name == option.name for o in r.options))})",
+            )
+    p.set_defaults(run=_run_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="landscape", description="Loss landscapes of PyTorch checkpoints, headless.")
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_surface(sub)
+    _add_info(sub)
+    _add_train(sub)
+    return parser
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """Accept ``--x -1:1:51`` as well as ``--x=-1:1:51`` (argparse takes '-1:...' for a flag)."""
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in ("--x", "--y") and i + 1 < len(argv) and argv[i + 1].startswith("-") and ":" in argv[i + 1]:
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        joined.append(argv[i])
+        i += 1
+    return joined
+
+
+def _run_surface(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.models import parse_kwargs
+    from engine.surface_job import SurfaceJob, SurfaceRequest
+
+    request = SurfaceRequest(
+        checkpoint=args.checkpoint,
+        data=args.data,
+        x=args.x,
+        y=args.y,
+        out=args.out,
+        model=args.model,
+        model_kwargs=parse_kwargs(args.model_kwargs) if args.model_kwargs else None,
+        loss=args.loss,
+        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
+        norm=args.norm,
+        ignore=args.ignore,
+        seed=args.seed,
+        directions=args.directions,
+        to=args.to,
+        trajectory=args.trajectory,
+        max_samples=args.max_samples,
+        device=args.device,
+        batch_size=args.batch_size,
+        strategy=args.strategy,
+        trust_pickle=args.trust_pickle,
+        overwrite=args.overwrite,
+    )
+    job = SurfaceJob(request)
+    job.prepare()
+    for message in job.messages:
+        print(message, file=sys.stderr)
+    bar = tqdm(total=job.total, initial=job.resumed_from, unit="pt", desc="surface", disable=None, file=sys.stderr)
+    try:
+        for progress in job.run():
+            bar.update(progress.done - bar.n)
+    except KeyboardInterrupt:
+        bar.close()
+        summary = job.summary()
+        print(
+            f"interrupted: {summary.done} of {summary.total} points are saved in {summary.path}; "
+            "run the same command again to continue",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    bar.close()
+    s = job.summary()
+    grid = " x ".join(str(n) for n in reversed(s.shape))
+    span = "no finite loss" if s.loss_min is None else f"train_loss {s.loss_min:.4g} .. {s.loss_max:.4g}"
+    extra = f"; {s.nonfinite} points have a non-finite loss (stored as NaN/inf)" if s.nonfinite else ""
+    print(
+        f"wrote {s.path}: {s.done}/{s.total} points ({grid}), {span}; computed {s.computed} in {s.elapsed:.1f} s "
+        f"({s.strategy}){extra}"
+    )
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from engine.info import describe, format_summary
+
+    summary = describe(args.file)
+    print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_summary(summary))
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from samples.registry import RECIPES, train
+
+    recipe = RECIPES.get(args.recipe)
+    if recipe is None:
+        raise LandscapeError(f"unknown recipe '{args.recipe}'; choose one of: {', '.join(RECIPES)}")
+    allowed = {o.name for o in recipe.options}
+    given = {o.name: getattr(args, o.name) for r in RECIPES.values() for o in r.options if getattr(args, o.name, None) is not None}
+    wrong = sorted(set(given) - allowed)
+    if wrong:
+        raise LandscapeError(
+            f"recipe {args.recipe} takes no --{wrong[0].replace('_', '-')}; its options: "
+            + (", ".join("--" + o.replace("_", "-") for o in sorted(allowed)) or "none")
+        )
+    result = train(args.recipe, Path(args.out), seed=args.seed, **given)
+    print(result.describe() if hasattr(result, "describe") else f"wrote {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return EXIT_ERROR
+        return int(args.run(args) or 0)
+    except LandscapeError as exc:
+        print(f"landscape: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("landscape: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"landscape: unexpected error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,134 @@
+"""Build the architecture a checkpoint's weights belong to, and load them into it.
+
+The architecture comes from (in this order) the user's ``--model`` reference, the
+factory a self-describing checkpoint names, or the module the file carries
+(TorchScript, or a pickle the user chose to trust).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from engine.checkpoints import Checkpoint
+from engine.errors import LandscapeError
+from engine.references import absolute_reference, is_trusted, resolve
+
+STRIPPABLE_PREFIXES = ("model.", "module.", "net.", "_orig_mod.")
+
+
+def parse_kwargs(text: str | None) -> dict[str, Any]:
+    """Parse ``--model-kwargs`` JSON into a dict."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LandscapeError(f"--model-kwargs is not valid JSON ({exc.msg}); example: '{{\"width\": 200}}'") from exc
+    if not isinstance(value, dict):
+        raise LandscapeError("--model-kwargs must be a JSON object, for example '{\"width\": 200}'")
+    return value
+
+
+def build_model(
+    checkpoint: Checkpoint,
+    model_ref: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[nn.Module, str | None, dict[str, Any]]:
+    """Return (module with the checkpoint's weights, model reference used, kwargs used).
+
+    The returned module is new (built here), so the engine may move it in place.
+    """
+    if model_ref is not None:
+        kwargs = dict(model_kwargs or {})
+        model = _call_factory(model_ref, kwargs)
+        ref = absolute_reference(model_ref)
+    elif checkpoint.model_factory is not None:
+        ref = checkpoint.model_factory
+        if not is_trusted(ref):
+            raise LandscapeError(
+                f"{checkpoint.path} names model factory '{ref}', which is not part of Landscape; "
+                f"importing it runs its code, so pass --model {ref} to confirm"
+            )
+        kwargs = dict(checkpoint.model_kwargs if model_kwargs is None else model_kwargs)
+        model = _call_factory(ref, kwargs)
+    elif checkpoint.module is not None:
+        return checkpoint.module, None, {}
+    else:
+        raise LandscapeError(
+            f"{checkpoint.path} holds only weights ({checkpoint.kind}); name the architecture with "
+            "--model module.path:callable or --model path/to/file.py:callable (and --model-kwargs JSON)"
+        )
+    load_weights(model, checkpoint.state_dict, source=str(checkpoint.path))
+    return model, ref, kwargs
+
+
+def _call_factory(ref: str, kwargs: dict[str, Any]) -> nn.Module:
+    factory = resolve(ref)
+    try:
+        model = factory(**kwargs)
+    except TypeError as exc:
+        raise LandscapeError(f"calling {ref} with {json.dumps(kwargs)} failed: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything
+        raise LandscapeError(f"calling {ref} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise LandscapeError(f"{ref} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _mismatch(model_state: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]):
+    missing = [k for k in model_state if k not in state]
+    unexpected = [k for k in state if k not in model_state]
+    misshaped = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(model_state[k].shape)}"
+        for k in model_state
+        if k in state and tuple(state[k].shape) != tuple(model_state[k].shape)
+    ]
+    return missing, unexpected, misshaped
+
+
+def _strip_common_prefix(state: Mapping[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor] | None:
+    """Undo the prefixes that wrappers add (Lightning's ``model.``, DataParallel's ``module.``)."""
+    for prefix in STRIPPABLE_PREFIXES:
+        if any(k.startswith(prefix) for k in state):
+            stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if set(stripped) & model_keys:
+                return stripped
+    return None
+
+
+def _listing(label: str, items: list[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit])
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return f"{label} {len(items)}: {shown}{more}"
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load ``state`` strictly, or raise one line listing missing, unexpected and mis-shaped keys."""
+    model_state = model.state_dict()
+    # BatchNorm's num_batches_tracked is bookkeeping that old checkpoints lack.
+    optional = {k for k in model_state if k.endswith("num_batches_tracked")}
+    missing, unexpected, misshaped = _mismatch(model_state, state)
+    if missing or unexpected or misshaped:
+        stripped = _strip_common_prefix(state, set(model_state))
+        if stripped is not None:
+            state = stripped
+            missing, unexpected, misshaped = _mismatch(model_state, state)
+    missing = [k for k in missing if k not in optional]
+    if missing or unexpected or misshaped:
+        parts = [
+            _listing(label, items)
+            for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+            if items
+        ]
+        raise LandscapeError(
+            f"the weights in {source} do not fit the model: {'; '.join(parts)}; check --model and --model-kwargs"
+        )
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(dtypes) == 1:
+        # Evaluate in the checkpoint's precision (a float64 checkpoint stays float64).
+        model.to(dtype=dtypes.pop())
+    model.load_state_dict(dict(state), strict=False)

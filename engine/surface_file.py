@@ -1,0 +1,253 @@
+"""The surface file: the one module that reads and writes Landscape's HDF5 format.
+
+Layout (format_version 1; dataset names follow Li et al.'s loss-landscape files
+so their plotting scripts read ours):
+
+* ``xcoordinates`` (nx,), ``ycoordinates`` (ny,) for 2D surfaces;
+* ``train_loss`` and, for classification, ``train_acc`` (percent): shape (nx,) in
+  1D and (ny, nx) in 2D, ``train_loss[j, i]`` being the value at
+  (``xcoordinates[i]``, ``ycoordinates[j]``); NaN/inf are real results;
+* ``done``: uint8 mask of the same shape marking computed points;
+* ``directions/x/<name>``, ``directions/y/<name>``: the direction tensors (float32);
+* ``trajectory/x``, ``trajectory/y``, ``trajectory/names`` for PCA surfaces;
+* root attributes: format, format_version, kind and provenance (see SurfaceFile.create).
+
+Writes are crash-safe: the file is created complete under a temporary name and
+renamed; afterwards only the pre-allocated value arrays change, each flush opening
+and closing the file, so a killed process leaves a readable file that has lost
+only the points in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+import torch
+
+from engine import __version__
+from engine.directions import Basis, Direction
+from engine.errors import LandscapeError
+
+FORMAT = "landscape"
+FORMAT_VERSION = 1
+AXES = ("x", "y")
+VALUE_DATASETS = ("train_loss", "train_acc", "test_loss", "test_acc")
+# Attributes that decide the numbers: a file is resumed only if all of them match.
+SETTINGS_KEYS = (
+    "checkpoint_sha256", "model", "model_kwargs", "data_sha256", "loss", "metrics",
+    "norm", "ignore", "seed", "directions", "directions_source_sha256",
+)
+
+
+@dataclass
+class Surface:
+    """A surface read from disk (Landscape's or Li et al.'s format), ready to plot."""
+
+    path: Path
+    format: str  # "landscape" or "li2018"
+    x: np.ndarray
+    y: np.ndarray | None
+    values: dict[str, np.ndarray]  # train_loss, train_acc, ...: shape (nx,) or (ny, nx)
+    done: np.ndarray  # bool, same shape
+    attrs: dict[str, Any] = field(default_factory=dict)
+    trajectory: dict[str, np.ndarray] | None = None
+    trajectory_names: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.done.shape
+
+    @property
+    def dimensions(self) -> int:
+        return 1 if self.y is None else 2
+
+
+def _json_attr(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _read_attrs(handle: h5py.File) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    for key, value in handle.attrs.items():
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        elif isinstance(value, np.ndarray):
+            value = value.tolist()
+        attrs[key] = value
+    return attrs
+
+
+def open_h5(path: str | Path, mode: str = "r") -> h5py.File:
+    """Open an HDF5 file, turning every failure into one line that says what to do."""
+    path = Path(path)
+    if mode == "r" and not path.exists():
+        raise LandscapeError(f"no such file: {path}")
+    try:
+        # Readers don't lock, so a file that a running job is writing can be looked at.
+        return h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
+    except OSError as exc:
+        reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
+        raise LandscapeError(
+            f"{path} is not a readable HDF5 file ({reason.strip()}); it may be corrupt or still being written: "
+            "delete it, or pass --overwrite to recompute"
+        ) from exc
+
+
+def is_landscape_file(path: str | Path) -> bool:
+    with open_h5(path) as handle:
+        return handle.attrs.get("format") in (FORMAT, FORMAT.encode())
+
+
+class SurfaceFile:
+    """Creates a Landscape surface file and writes its values as they come in."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- creation ---------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        x: np.ndarray,
+        y: np.ndarray | None,
+        metrics: list[str],
+        basis: Basis,
+        attrs: Mapping[str, Any],
+    ) -> "SurfaceFile":
+        """Write a complete, empty surface file atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if len(basis.directions) != (1 if y is None else 2):
+            raise LandscapeError("internal: the number of directions does not match the grid")
+        shape = (len(x),) if y is None else (len(y), len(x))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with h5py.File(tmp, "w") as handle:
+                root = {
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "kind": "surface",
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "engine_version": __version__,
+                    "dimensions": 1 if y is None else 2,
+                    "metrics": ",".join(metrics),
+                    "norm": basis.norm,
+                    "ignore": basis.ignore,
+                    "directions": basis.kind,
+                    "directions_source": basis.source or "",
+                }
+                root.update(attrs)
+                for key, value in root.items():
+                    handle.attrs[key] = _json_attr(value) if isinstance(value, (dict, list, tuple)) else (
+                        "" if value is None else value
+                    )
+                handle.create_dataset("xcoordinates", data=np.asarray(x, dtype=np.float64))
+                if y is not None:
+                    handle.create_dataset("ycoordinates", data=np.asarray(y, dtype=np.float64))
+                for metric in metrics:
+                    # Contiguous and allocated now: later writes touch only raw data.
+                    handle.create_dataset(f"train_{metric}", data=np.full(shape, np.nan, dtype=np.float64))
+                handle.create_dataset("done", data=np.zeros(shape, dtype=np.uint8))
+                group = handle.create_group("directions")
+                for axis, direction in zip(AXES, basis.directions):
+                    axis_group = group.create_group(axis)
+                    for name, tensor in direction.items():
+                        axis_group.create_dataset(name, data=tensor.detach().cpu().float().numpy())
+                if basis.explained_variance_ratio is not None:
+                    handle.attrs["explained_variance_ratio"] = np.asarray(basis.explained_variance_ratio)
+                if basis.trajectory is not None:
+                    traj = handle.create_group("trajectory")
+                    traj.create_dataset("x", data=np.asarray(basis.trajectory["x"], dtype=np.float64))
+                    traj.create_dataset("y", data=np.asarray(basis.trajectory["y"], dtype=np.float64))
+                    traj.create_dataset("names", data=np.array(basis.trajectory_names, dtype=h5py.string_dtype()))
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return cls(path)
+
+    # -- incremental writes -------------------------------------------------------------
+    def write_values(self, values: Mapping[str, np.ndarray], done: np.ndarray, attrs: Mapping[str, Any] | None = None) -> None:
+        """Store the whole value arrays, then the done mask (so done never runs ahead of values)."""
+        with open_h5(self.path, "r+") as handle:
+            for metric, array in values.items():
+                handle[f"train_{metric}"][...] = array.reshape(handle[f"train_{metric}"].shape)
+            handle.flush()
+            handle["done"][...] = done.reshape(handle["done"].shape).astype(np.uint8)
+            for key, value in (attrs or {}).items():
+                handle.attrs[key] = value
+
+
+def settings_of(path: str | Path) -> dict[str, Any]:
+    with open_h5(path) as handle:
+        return _read_attrs(handle)
+
+
+def read_directions(path: str | Path) -> list[Direction]:
+    """The direction tensors of a Landscape surface file, x first."""
+    with open_h5(path) as handle:
+        if "directions" not in handle:
+            raise LandscapeError(f"{path} holds no directions (is it a Landscape surface file?)")
+        directions = []
+        for axis in AXES:
+            if axis in handle["directions"]:
+                group = handle["directions"][axis]
+                tensors: Direction = {}
+                group.visititems(
+                    lambda name, obj: tensors.__setitem__(name, torch.from_numpy(obj[()]))
+                    if isinstance(obj, h5py.Dataset) else None
+                )
+                directions.append(tensors)
+        if not directions:
+            raise LandscapeError(f"{path} has an empty directions group")
+        return directions
+
+
+def read_surface(path: str | Path) -> Surface:
+    """Read a Landscape surface file, or a surface file from Li et al.'s loss-landscape code."""
+    path = Path(path)
+    with open_h5(path) as handle:
+        attrs = _read_attrs(handle)
+        if "xcoordinates" not in handle:
+            raise LandscapeError(f"{path} is an HDF5 file but not a surface file (no xcoordinates)")
+        x = np.asarray(handle["xcoordinates"][()], dtype=np.float64).reshape(-1)
+        y = np.asarray(handle["ycoordinates"][()], dtype=np.float64).reshape(-1) if "ycoordinates" in handle else None
+        shape = (len(x),) if y is None else (len(y), len(x))
+        raw = {name: np.asarray(handle[name][()], dtype=np.float64) for name in VALUE_DATASETS if name in handle}
+        if not raw:
+            raise LandscapeError(f"{path} holds no loss values (no train_loss or test_loss)")
+        for name, array in raw.items():
+            if array.size != int(np.prod(shape)):
+                raise LandscapeError(f"{path}: {name} has {array.size} values but the coordinates make {shape}")
+        if attrs.get("format") == FORMAT:
+            version = attrs.get("format_version")
+            if version != FORMAT_VERSION:
+                raise LandscapeError(f"{path} has format_version {version}; this Landscape reads {FORMAT_VERSION}: upgrade")
+            values = {name: array.reshape(shape) for name, array in raw.items()}
+            done = np.asarray(handle["done"][()]).astype(bool).reshape(shape)
+            trajectory, names = None, []
+            if "trajectory" in handle:
+                trajectory = {axis: np.asarray(handle["trajectory"][axis][()]) for axis in AXES}
+                names = [n.decode() if isinstance(n, bytes) else str(n) for n in handle["trajectory"]["names"][()]]
+            return Surface(path, FORMAT, x, y, values, done, attrs, trajectory, names)
+    # Li et al. fill a meshgrid(x, y) raveled (y-major) array of shape (nx, ny), start
+    # from -1 and write each point's value once: the flat order is (ny, nx), whatever
+    # the stored shape says, and values <= 0 are points they never computed.
+    values = {name: array.ravel().reshape(shape) for name, array in raw.items()}
+    reference = values.get("train_loss", values.get("test_loss"))
+    done = reference > 0
+    for array in values.values():
+        array[~done] = np.nan
+    attrs.setdefault("kind", "surface")
+    return Surface(path, "li2018", x, y, values, done, attrs)
