@@ -37,7 +37,6 @@ from engine.references import absolute_reference
 from engine.surface_file import SETTINGS_KEYS, SurfaceFile, read_directions, read_surface, settings_of
 
 METRICS = ("loss", "acc")
-DIRECTION_KINDS = ("random", "interpolate", "pca")
 CHUNK_SECONDS = 0.5  # how much work goes between two writes to the file
 
 
@@ -137,14 +136,14 @@ class SurfaceJob:
         self.total = int(np.prod(self.shape))
         self.params = {name: p.detach().clone() for name, p in self.problem.model.named_parameters()}
         self.origin = {name: t.detach().clone() for name, t in self.problem.model.state_dict().items()}
-        attrs = self._provenance()
+        settings = self._direction_settings()
+        attrs = {**self._provenance(), **settings}
         out = Path(r.out)
         self.resumed_from = 0
         if out.exists() and not r.overwrite:
             self._reopen(out, attrs)
         else:
-            basis = self._make_basis()
-            attrs["directions_source_sha256"] = self._source_sha
+            basis = self._make_basis(settings)
             self.values = {m: np.full(self.total, np.nan) for m in self.metrics}
             self.done_mask = np.zeros(self.total, dtype=bool)
             self.file = SurfaceFile.create(out, x=self.x, y=self.y, metrics=self.metrics, basis=basis, attrs=attrs)
@@ -173,44 +172,61 @@ class SurfaceJob:
             "metrics": ",".join(self.metrics),
         }
 
-    def _make_basis(self) -> Basis:
+    def _direction_settings(self) -> dict[str, str]:
+        """kind, norm, ignore and source hash of the requested directions, before any tensor is made.
+
+        Only random directions are normalized; interpolation, PCA and file directions
+        are used as they are (their file's norm/ignore are carried over).
+        """
         r = self.request
-        axes = 1 if self.y is None else 2
-        self._source_sha = ""
         if r.directions == "random":
-            basis = random_basis(self.params, axes, r.seed, r.norm, r.ignore)
-        elif r.directions == "interpolate":
+            return {"directions": "random", "norm": r.norm, "ignore": r.ignore, "directions_source_sha256": ""}
+        if r.directions == "interpolate":
             if not r.to:
                 raise LandscapeError("--directions interpolate needs --to SECOND_CHECKPOINT")
+            return {"directions": "interpolate", "norm": "none", "ignore": "none",
+                    "directions_source_sha256": file_sha256(_existing(r.to, "--to checkpoint"))}
+        if r.directions == "pca":
+            if self.y is None:
+                raise LandscapeError("--directions pca makes a plane; add --y MIN:MAX:N")
+            digest = hashlib.sha256("".join(file_sha256(p) for p in _trajectory_files(r.trajectory)).encode())
+            return {"directions": "pca", "norm": "none", "ignore": r.ignore,
+                    "directions_source_sha256": digest.hexdigest()}
+        source = Path(r.directions)
+        if source.suffix.lower() not in (".h5", ".hdf5"):
+            raise LandscapeError(
+                f"unknown --directions '{r.directions}'; use random, interpolate, pca or an earlier surface .h5 file"
+            )
+        attrs = settings_of(source)
+        return {"directions": "file", "norm": str(attrs.get("norm", "none")), "ignore": str(attrs.get("ignore", "none")),
+                "directions_source_sha256": file_sha256(source)}
+
+    def _make_basis(self, settings: dict[str, str]) -> Basis:
+        r = self.request
+        axes = 1 if self.y is None else 2
+        kind = settings["directions"]
+        if kind == "random":
+            return random_basis(self.params, axes, r.seed, r.norm, r.ignore)
+        if r.norm != "filter" or r.ignore != "biasbn":
+            self.messages.append(f"note: --norm/--ignore do not apply to {kind} directions; they are used as they are")
+        if kind == "interpolate":
             end = self._state_of(load_checkpoint(r.to, trust_pickle=r.trust_pickle))
             basis = interpolation_basis(self.origin, end)
             basis.source = str(Path(r.to).resolve())
-            self._source_sha = file_sha256(r.to)
-        elif r.directions == "pca":
-            if self.y is None:
-                raise LandscapeError("--directions pca makes a plane; add --y MIN:MAX:N")
+            return basis
+        if kind == "pca":
             paths = _trajectory_files(r.trajectory)
             states = [self._state_of(load_checkpoint(p, trust_pickle=r.trust_pickle)) for p in paths]
             trajectory = [{k: s[k] for k in self.params} for s in states]
             basis = pca_basis(self.params, trajectory, [p.name for p in paths], r.ignore)
             basis.source = r.trajectory
-            self._source_sha = hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()
-        else:
-            source = Path(r.directions)
-            if source.suffix.lower() not in (".h5", ".hdf5"):
-                raise LandscapeError(
-                    f"unknown --directions '{r.directions}'; use random, interpolate, pca or an earlier surface .h5 file"
-                )
-            directions = read_directions(source)
-            if len(directions) < axes:
-                raise LandscapeError(f"{source} has {len(directions)} direction(s) but a {axes}D surface needs {axes}")
-            basis = Basis(kind="file", directions=directions[:axes], source=str(source.resolve()))
-            attrs = settings_of(source)
-            basis.norm, basis.ignore = str(attrs.get("norm", "none")), str(attrs.get("ignore", "none"))
-            self._source_sha = file_sha256(source)
-        if basis.kind != "random" and (r.norm != "filter" or r.ignore != "biasbn"):
-            self.messages.append(f"note: --norm/--ignore do not apply to {basis.kind} directions; they are used as they are")
-        return basis
+            return basis
+        source = Path(r.directions)
+        directions = read_directions(source)
+        if len(directions) < axes:
+            raise LandscapeError(f"{source} has {len(directions)} direction(s) but a {axes}D surface needs {axes}")
+        return Basis(kind="file", directions=directions[:axes], norm=settings["norm"], ignore=settings["ignore"],
+                     source=str(source.resolve()))
 
     def _state_of(self, checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
         """A checkpoint's full state, aligned to this model (prefixes stripped, shapes checked)."""
@@ -223,24 +239,18 @@ class SurfaceJob:
         if existing.get("format") != "landscape" or existing.get("kind") != "surface":
             raise LandscapeError(f"{out} exists and is not a Landscape surface file; choose another --out or pass --overwrite")
         surface = read_surface(out)
-        mine = dict(attrs)
-        self._make_basis_sha_only()
-        mine["directions_source_sha256"] = self._source_sha
-        mine["directions"] = self._direction_kind()
-        mine["norm"], mine["ignore"] = self._expected_norm_ignore()
         for key in SETTINGS_KEYS:
-            theirs, ours = existing.get(key, ""), mine.get(key, "")
+            theirs, ours = existing.get(key, ""), attrs.get(key, "")
             if str(theirs) != str(ours):
                 raise LandscapeError(
                     f"{out} was made with different settings ({key}: {_short(theirs)} there, {_short(ours)} now); "
                     "pass --overwrite to replace it or choose another --out"
                 )
-        if surface.shape != self.shape or not np.allclose(surface.x, self.x) or (
-            self.y is not None and (surface.y is None or not np.allclose(surface.y, self.y))
-        ):
-            raise LandscapeError(
-                f"{out} has a different grid; pass --overwrite to replace it or choose another --out"
-            )
+        same_y = (self.y is None and surface.y is None) or (
+            self.y is not None and surface.y is not None and surface.y.shape == self.y.shape and np.allclose(surface.y, self.y)
+        )
+        if surface.x.shape != self.x.shape or not np.allclose(surface.x, self.x) or not same_y:
+            raise LandscapeError(f"{out} has a different grid; pass --overwrite to replace it or choose another --out")
         self.values = {m: surface.values[f"train_{m}"].reshape(-1).copy() for m in self.metrics}
         self.done_mask = surface.done.reshape(-1).copy()
         self.resumed_from = int(self.done_mask.sum())
@@ -248,32 +258,6 @@ class SurfaceJob:
         self.file = SurfaceFile(out)
         if self.resumed_from:
             self.messages.append(f"resuming {out}: {self.resumed_from} of {self.total} points already computed")
-
-    def _direction_kind(self) -> str:
-        kind = self.request.directions
-        return kind if kind in DIRECTION_KINDS else "file"
-
-    def _expected_norm_ignore(self) -> tuple[str, str]:
-        r = self.request
-        if r.directions == "random":
-            return r.norm, r.ignore
-        if r.directions == "interpolate":
-            return "none", "none"
-        if r.directions == "pca":
-            return "none", r.ignore
-        attrs = settings_of(r.directions)
-        return str(attrs.get("norm", "none")), str(attrs.get("ignore", "none"))
-
-    def _make_basis_sha_only(self) -> None:
-        r = self.request
-        self._source_sha = ""
-        if r.directions == "interpolate" and r.to:
-            self._source_sha = file_sha256(r.to)
-        elif r.directions == "pca":
-            paths = _trajectory_files(r.trajectory)
-            self._source_sha = hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()
-        elif r.directions not in DIRECTION_KINDS:
-            self._source_sha = file_sha256(r.directions)
 
     # -- the work ---------------------------------------------------------------------------
     def run(self) -> Iterator[SurfaceProgress]:
@@ -377,6 +361,12 @@ def _trajectory_files(spec: str | None) -> list[Path]:
     if not files:
         raise LandscapeError(f"no checkpoints found at --trajectory {spec}")
     return files
+
+
+def _existing(path: str, what: str) -> Path:
+    if not Path(path).is_file():
+        raise LandscapeError(f"no such {what}: {path}")
+    return Path(path)
 
 
 def _absolute_data_reference(reference: str) -> str:

@@ -1,0 +1,39 @@
+"""Tiny seeded models with known structure, named by reference in ground-truth tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def linear(d: int = 3, dtype: str = "float64") -> nn.Module:
+    """y = w.x + b: its MSE on any plane through weight space is an exact quadratic."""
+    return nn.Linear(d, 1).to(getattr(torch, dtype))
+
+
+def mlp(d: int = 4, width: int = 16, out: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Linear(d, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, out))
+
+
+def cnn_bn(channels: int = 4, classes: int = 3) -> nn.Module:
+    """Conv + BatchNorm on 1x6x6 inputs, to check that eval mode uses running statistics."""
+    return nn.Sequential(
+        nn.Conv2d(1, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * channels, classes),
+    )
+
+
+class LogModel(nn.Module):
+    """log(w.x) on positive inputs: NaN wherever w.x < 0, to check NaN points are kept."""
+
+    def __init__(self, d: int = 2) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x @ self.w.T)
+
+
+def log_model(d: int = 2) -> nn.Module:
+    return LogModel(d)
