@@ -108,23 +108,27 @@ class PointEvaluator:
     def restore(self) -> None:
         """Put the origin weights back into the private module."""
         with torch.no_grad():
-            for name in self.moving:
-                self.live[name].copy_(self.origin[name])
+            torch._foreach_copy_([self.live[n] for n in self.moving], [self.origin[n] for n in self.moving])
 
     # -- strategies -----------------------------------------------------------------
     def _inplace(self, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         problem = self.problem
         losses = np.empty(len(coords))
         accs = np.empty(len(coords)) if problem.classification else None
+        live = [self.live[name] for name in self.moving]
+        origin = [self.origin[name] for name in self.moving]
+        # Per axis, one tensor per moving name (zeros where that axis leaves it alone), so a
+        # point costs three fused multi-tensor ops however many tensors the model has.
+        axes = [
+            [direction.get(name, torch.zeros_like(self.origin[name])) for name in self.moving]
+            for direction in self.basis
+        ]
         with torch.inference_mode():
             for row, point in enumerate(coords):
-                for name in self.moving:
-                    target = self.live[name]
-                    target.copy_(self.origin[name])
-                    for c, direction in zip(point, self.basis):
-                        d = direction.get(name)
-                        if d is not None and c != 0.0:
-                            target.add_(d, alpha=float(c))
+                torch._foreach_copy_(live, origin)
+                for c, tensors in zip(point, axes):
+                    if c != 0.0:
+                        torch._foreach_add_(live, tensors, alpha=float(c))
                 metrics = problem.metrics()
                 losses[row] = metrics.loss
                 if accs is not None:
