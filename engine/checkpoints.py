@@ -104,7 +104,7 @@ def _load_safetensors(path: Path, sha: str) -> Checkpoint:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise LandscapeError(f"{path} is not a readable .safetensors file ({exc})") from exc
+        raise LandscapeError(f"{path} is not a readable .safetensors file ({_first_line(exc)})") from exc
     return Checkpoint(path=path, sha256=sha, kind="safetensors", state_dict=dict(state))
 
 
@@ -125,6 +125,10 @@ def _load_torchscript(path: Path, sha: str) -> Checkpoint:
     except Exception as exc:  # torch raises RuntimeError subclasses with long texts
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LandscapeError(f"{path} looks like TorchScript but does not load: {first}") from exc
+    # The engine only evaluates; parameters that require grad would make copy.deepcopy
+    # of a ScriptModule return non-leaf tensors that Problem cannot freeze.
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
     state = {k: v for k, v in module.state_dict().items()}
     return Checkpoint(path=path, sha256=sha, kind="torchscript", state_dict=state, module=module)
 
@@ -133,27 +137,41 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
-        if trust_pickle:
-            raise LandscapeError(f"{path} is not a readable checkpoint ({_first_line(exc)})") from exc
         found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = f"it stores {found.group(1)}, which loading would run" if found else "it stores Python objects"
+        if trust_pickle or not found:
+            # Without a blocked GLOBAL the pickle stream itself is broken (random bytes,
+            # a cut file): trusting it would not help, so don't suggest --trust-pickle.
+            raise LandscapeError(
+                f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)}); is the file complete?"
+            ) from exc
         raise LandscapeError(
-            f"{path} needs arbitrary unpickling ({what}); if you trust the file, pass --trust-pickle (trust_pickle=True)"
+            f"{path} needs arbitrary unpickling (it stores {found.group(1)}, which loading would run); "
+            "if you trust the file, pass --trust-pickle (trust_pickle=True)"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise LandscapeError(
             f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)}); is the file complete?"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - a trusted pickle may raise anything
+        if not trust_pickle:  # weights_only runs no code from the file: the file is damaged
+            raise LandscapeError(
+                f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)}); "
+                "is the file complete?"
+            ) from exc
         raise LandscapeError(f"{path} failed to load: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:  # torch's own reason follows its advice
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
     lines = [line for line in text.splitlines() if line.strip()]
     for line in lines:
         if "Weights only load failed" not in line and "In PyTorch 2.6" not in line:
-            return line.strip()[:300]
+            line = line.strip()
+            if len(line) > 120 and ". " in line:  # torch appends paragraphs of advice
+                line = line.split(". ", 1)[0]
+            return line[:300]
     return type(exc).__name__
 
 
@@ -175,6 +193,12 @@ def _interpret(obj: Any, path: Path, sha: str) -> Checkpoint:
             raise LandscapeError(
                 f"{path} is a Landscape checkpoint of format version {version}; this Landscape reads version "
                 f"{LANDSCAPE_CHECKPOINT_VERSION}: upgrade Landscape"
+            )
+        if not _is_state_dict(obj.get("state_dict")) or not isinstance(obj.get("model_kwargs") or {}, Mapping) or not (
+            obj.get("model_factory") is None or isinstance(obj.get("model_factory"), str)
+        ):
+            raise LandscapeError(
+                f"{path} is a damaged Landscape checkpoint (its state_dict, model_factory or model_kwargs is invalid)"
             )
         return Checkpoint(
             path=path,

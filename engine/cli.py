@@ -212,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_ERROR
         return int(args.run(args) or 0)
     except LandscapeError as exc:
-        print(f"landscape: error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"landscape: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("landscape: interrupted", file=sys.stderr)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from engine.errors import LandscapeError
-from engine.references import resolve
+from engine.references import one_line, resolve
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ def _load_xy(reference: str) -> tuple[Any, Any]:
     path = Path(reference)
     suffix = path.suffix.lower()
     if suffix in {".npz", ".pt", ".pth", ".h5", ".hdf5"}:
+        if path.is_dir():
+            raise LandscapeError(f"{path} is a folder; pass a data file with arrays x and y")
         if not path.is_file():
             raise LandscapeError(f"no such data file: {path}")
         return {".npz": _load_npz, ".pt": _load_pt, ".pth": _load_pt, ".h5": _load_h5, ".hdf5": _load_h5}[suffix](path)
@@ -102,16 +104,24 @@ def _load_npz(path: Path) -> tuple[Any, Any]:
             _require_xy(archive.files, path)
             return archive["x"], archive["y"]
     except (ValueError, OSError) as exc:
-        raise LandscapeError(f"{path} is not a readable .npz file ({exc})") from exc
+        if "Object arrays" in str(exc):
+            reason = "it holds object arrays, which would need unpickling; save numeric arrays"
+        elif "pickled" in str(exc):  # numpy's guess for any file that is neither a zip nor .npy
+            reason = "it is not a numpy.savez archive"
+        else:
+            reason = one_line(exc) or type(exc).__name__
+        raise LandscapeError(f"{path} is not a readable .npz file ({reason})") from exc
 
 
 def _load_pt(path: Path) -> tuple[Any, Any]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc):  # a broken pickle stream, not a forbidden object
+            raise LandscapeError(f"{path} is not a readable .pt file (it is damaged or not a torch.save file)") from exc
         raise LandscapeError(f"{path} needs arbitrary unpickling; save the data as plain tensors {{'x': ..., 'y': ...}}") from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise LandscapeError(f"{path} is not a readable .pt file ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - weights_only runs no code, so any failure means a damaged file
+        raise LandscapeError(f"{path} is not a readable .pt file ({type(exc).__name__}: {one_line(exc, 200)})") from exc
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         return obj[0], obj[1]
     if isinstance(obj, dict):
@@ -126,9 +136,12 @@ def _load_h5(path: Path) -> tuple[Any, Any]:
     try:
         with h5py.File(path, "r") as handle:
             _require_xy(handle.keys(), path)
+            for name in ("x", "y"):
+                if not isinstance(handle[name], h5py.Dataset):
+                    raise LandscapeError(f"{path}: {name} is an HDF5 group, not an array")
             return handle["x"][()], handle["y"][()]
     except OSError as exc:
-        raise LandscapeError(f"{path} is not a readable HDF5 file ({exc})") from exc
+        raise LandscapeError(f"{path} is not a readable HDF5 file ({one_line(exc)})") from exc
 
 
 def _load_callable(reference: str) -> tuple[Any, Any]:
@@ -136,7 +149,7 @@ def _load_callable(reference: str) -> tuple[Any, Any]:
     try:
         result = factory()
     except Exception as exc:  # noqa: BLE001 - user code
-        raise LandscapeError(f"calling {reference} failed: {type(exc).__name__}: {exc}") from exc
+        raise LandscapeError(f"calling {reference} failed: {type(exc).__name__}: {one_line(exc)}") from exc
     if isinstance(result, (tuple, list)) and len(result) == 2:
         return result[0], result[1]
     if isinstance(result, torch.utils.data.Dataset):
@@ -150,14 +163,23 @@ def _stack_dataset(dataset: torch.utils.data.Dataset, reference: str) -> tuple[t
         n = len(dataset)  # type: ignore[arg-type]
     except TypeError as exc:
         raise LandscapeError(f"{reference} returned a Dataset without a length; return (x, y) tensors instead") from exc
+    if n == 0:
+        raise LandscapeError(f"{reference} returned an empty Dataset")
     loader = torch.utils.data.DataLoader(dataset, batch_size=min(max(n, 1), 1024), shuffle=False)
     xs, ys = [], []
-    for batch in loader:
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-            raise LandscapeError(f"{reference}: each Dataset item must be (input, target)")
-        xs.append(torch.as_tensor(batch[0]))
-        ys.append(torch.as_tensor(batch[1]))
-    return torch.cat(xs), torch.cat(ys)
+    try:
+        for batch in loader:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise LandscapeError(f"{reference}: each Dataset item must be (input, target)")
+            xs.append(torch.as_tensor(batch[0]))
+            ys.append(torch.as_tensor(batch[1]))
+        return torch.cat(xs), torch.cat(ys)
+    except LandscapeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code, or items that do not stack
+        raise LandscapeError(
+            f"reading the Dataset from {reference} failed: {type(exc).__name__}: {one_line(exc)}"
+        ) from exc
 
 
 def _as_tensor(value: Any, name: str, reference: str) -> torch.Tensor:
@@ -167,8 +189,10 @@ def _as_tensor(value: Any, name: str, reference: str) -> torch.Tensor:
         try:
             array = np.asarray(value)
         except Exception as exc:  # noqa: BLE001
-            raise LandscapeError(f"{reference}: {name} is not an array ({exc})") from exc
+            raise LandscapeError(f"{reference}: {name} is not an array ({one_line(exc)})") from exc
         if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise LandscapeError(f"{reference}: {name} has dtype {array.dtype}; expected numbers")
+        if not array.dtype.isnative:  # e.g. big-endian arrays; torch only takes native byte order
+            array = array.astype(array.dtype.newbyteorder("="))
         tensor = torch.from_numpy(np.ascontiguousarray(array))
     return tensor

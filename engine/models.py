@@ -15,7 +15,7 @@ from torch import nn
 
 from engine.checkpoints import Checkpoint
 from engine.errors import LandscapeError
-from engine.references import absolute_reference, is_trusted, resolve
+from engine.references import absolute_reference, is_trusted, one_line, resolve
 
 STRIPPABLE_PREFIXES = ("model.", "module.", "net.", "_orig_mod.")
 
@@ -43,15 +43,19 @@ def build_model(
     The returned module is new (built here), so the engine may move it in place.
     """
     if model_ref is not None:
-        kwargs = dict(model_kwargs or {})
-        model = _call_factory(model_ref, kwargs)
         ref = absolute_reference(model_ref)
+        if model_kwargs is None and _same_reference(ref, checkpoint.model_factory):
+            # The user confirmed the factory the checkpoint names: keep the checkpoint's kwargs.
+            kwargs = dict(checkpoint.model_kwargs)
+        else:
+            kwargs = dict(model_kwargs or {})
+        model = _call_factory(model_ref, kwargs)
     elif checkpoint.model_factory is not None:
         ref = checkpoint.model_factory
         if not is_trusted(ref):
             raise LandscapeError(
-                f"{checkpoint.path} names model factory '{ref}', which is not part of Landscape; "
-                f"importing it runs its code, so pass --model {ref} to confirm"
+                f"{checkpoint.path} names model factory '{ref}', which is not one of Landscape's model factories; "
+                f"importing it runs its code, so if you trust it pass --model {ref} to confirm"
             )
         kwargs = dict(checkpoint.model_kwargs if model_kwargs is None else model_kwargs)
         model = _call_factory(ref, kwargs)
@@ -66,14 +70,23 @@ def build_model(
     return model, ref, kwargs
 
 
+def _same_reference(ref: str, named: str | None) -> bool:
+    if named is None:
+        return False
+    try:
+        return ref == absolute_reference(named)
+    except LandscapeError:  # a malformed reference inside the checkpoint
+        return False
+
+
 def _call_factory(ref: str, kwargs: dict[str, Any]) -> nn.Module:
     factory = resolve(ref)
     try:
         model = factory(**kwargs)
     except TypeError as exc:
-        raise LandscapeError(f"calling {ref} with {json.dumps(kwargs)} failed: {exc}") from exc
+        raise LandscapeError(f"calling {ref} with {json.dumps(kwargs)} failed: {one_line(exc)}") from exc
     except Exception as exc:  # noqa: BLE001 - user code may raise anything
-        raise LandscapeError(f"calling {ref} failed: {type(exc).__name__}: {exc}") from exc
+        raise LandscapeError(f"calling {ref} failed: {type(exc).__name__}: {one_line(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise LandscapeError(f"{ref} returned a {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -54,6 +54,10 @@ def resolve_device(name: str | None) -> torch.device:
         raise LandscapeError(f"unknown device '{name}'; use cpu or cuda (or cuda:N)") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LandscapeError(f"--device {name} was asked for but this machine has no CUDA device; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise LandscapeError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise LandscapeError(f"--device {name} was asked for but this machine has no MPS device; use --device cpu")
     if device.type not in ("cpu", "cuda", "mps"):
         raise LandscapeError(f"device '{name}' is not supported; use cpu or cuda")
     return device
@@ -77,7 +81,12 @@ class Problem:
         copy_model: bool = True,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = (copy.deepcopy(model) if copy_model else model).to(self.device).eval()
+        if batch_size is not None and int(batch_size) < 1:
+            raise LandscapeError("--batch-size must be at least 1")
+        if copy_model:
+            with torch.no_grad():  # deep-copying a ScriptModule under autograd gives non-leaf parameters
+                model = copy.deepcopy(model)
+        self.model = model.to(self.device).eval()
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
         self.loss_name = resolve_loss(loss, data.y)
@@ -142,11 +151,12 @@ class Problem:
     def metrics(self) -> Metrics:
         """Loss and accuracy at the weights the module holds now."""
         with torch.inference_mode():
-            loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-            correct = torch.zeros((), dtype=torch.float64, device=self.device)
+            loss_sum: torch.Tensor | float = 0.0
+            correct: torch.Tensor | float = 0.0
             for x, y in self.batches:
                 batch_loss, batch_correct = self.batch_sums(self.model(x), y)
-                loss_sum += batch_loss.double()
-                correct += batch_correct.double()
-            values = torch.stack([loss_sum, correct]).cpu().tolist()
+                # float64 accumulation: many batches of float32 sums lose digits otherwise.
+                loss_sum = loss_sum + batch_loss.double()
+                correct = correct + batch_correct.double()
+            values = torch.stack([loss_sum, correct]).tolist()  # one device sync per point
         return Metrics(values[0] / self.n, 100.0 * values[1] / self.n if self.classification else None)

@@ -18,7 +18,18 @@ from engine.errors import LandscapeError
 # Factories named *inside a checkpoint* are imported without asking only from these
 # packages; any other reference found in a file must be confirmed by the user
 # (passing it explicitly with --model), because importing it runs its code.
-TRUSTED_PREFIXES = ("samples.", "engine.")
+# Trusting a whole package is not enough: a checkpoint could name a trusted *function*
+# that runs code given the right kwargs (engine.references:resolve imports any file,
+# engine.checkpoints:load_checkpoint unpickles one) or walk attributes out of the
+# package (samples.models:nn.modules.module.torch.load). Only plain public names in
+# the modules that hold model factories are trusted.
+TRUSTED_FACTORY_MODULES = ("samples.models",)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line (user code and libraries raise multi-line messages)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return (text[:limit] + "...") if len(text) > limit else text
 
 
 def split_reference(ref: str) -> tuple[str, str]:
@@ -33,10 +44,12 @@ def split_reference(ref: str) -> tuple[str, str]:
 
 
 def is_trusted(ref: str) -> bool:
-    """True for references into Landscape's own packages."""
-    target, _ = split_reference(ref)
-    return not target.endswith(".py") and any(
-        (target + ".").startswith(prefix) for prefix in TRUSTED_PREFIXES
+    """True for references to model factories of Landscape's own packages (e.g. ``samples.models:mlp``)."""
+    target, attr = split_reference(ref)
+    return (
+        target in TRUSTED_FACTORY_MODULES
+        and attr.isidentifier()
+        and not attr.startswith("_")
     )
 
 
@@ -64,9 +77,9 @@ def _import_file(path: Path) -> Any:
     sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise LandscapeError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # a script's sys.exit() must not end Landscape silently
+        sys.modules.pop(name, None)
+        raise LandscapeError(f"importing {path} failed: {type(exc).__name__}: {one_line(exc)}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
@@ -82,10 +95,10 @@ def resolve(ref: str) -> Callable[..., Any]:
             module = importlib.import_module(target)
         except ImportError as exc:
             raise LandscapeError(
-                f"cannot import module '{target}' for '{ref}' ({exc}); check the name or use path/to/file.py:callable"
+                f"cannot import module '{target}' for '{ref}' ({one_line(exc)}); check the name or use path/to/file.py:callable"
             ) from exc
-        except Exception as exc:
-            raise LandscapeError(f"importing '{target}' failed: {type(exc).__name__}: {exc}") from exc
+        except (Exception, SystemExit) as exc:
+            raise LandscapeError(f"importing '{target}' failed: {type(exc).__name__}: {one_line(exc)}") from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):

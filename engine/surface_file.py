@@ -91,11 +91,14 @@ def open_h5(path: str | Path, mode: str = "r") -> h5py.File:
     path = Path(path)
     if mode == "r" and not path.exists():
         raise LandscapeError(f"no such file: {path}")
+    if path.is_dir():
+        raise LandscapeError(f"{path} is a folder, not an HDF5 file; name a .h5 file")
     try:
         # Readers don't lock, so a file that a running job is writing can be looked at.
         return h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
     except OSError as exc:
         reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
+        reason = " ".join(reason.split())  # HDF5 errno texts span lines
         raise LandscapeError(
             f"{path} is not a readable HDF5 file ({reason.strip()}); it may be corrupt or still being written: "
             "delete it, or pass --overwrite to recompute"
@@ -127,6 +130,8 @@ class SurfaceFile:
     ) -> "SurfaceFile":
         """Write a complete, empty surface file atomically (temp file + rename)."""
         path = Path(path)
+        if path.is_dir():
+            raise LandscapeError(f"--out {path} is a folder; name a .h5 file")
         path.parent.mkdir(parents=True, exist_ok=True)
         if len(basis.directions) != (1 if y is None else 2):
             raise LandscapeError("internal: the number of directions does not match the grid")

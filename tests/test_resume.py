@@ -21,12 +21,12 @@ from tests.conftest import MODELS, ROOT, run_cli_env
 
 
 def slow_case(tmp_path: Path) -> dict[str, str]:
-    """Enough work per point (8000 samples) that a run can be killed halfway."""
+    """Enough work per point (4000 samples) that a run can be killed halfway."""
     import tests.reference_models as zoo
 
     torch.manual_seed(0)
     torch.save(zoo.mlp(d=8, width=64).state_dict(), tmp_path / "m.pt")
-    x = np.random.default_rng(0).standard_normal((8000, 8)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((4000, 8)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=x, y=np.cos(x[:, :1]))
     return {"checkpoint": str(tmp_path / "m.pt"), "model": f"{MODELS}:mlp", "model_kwargs": {"d": 8, "width": 64},
             "data": str(tmp_path / "d.npz")}
@@ -34,7 +34,7 @@ def slow_case(tmp_path: Path) -> dict[str, str]:
 
 def cli_args(case: dict, out: Path) -> list[str]:
     return [sys.executable, "-m", "engine", "surface", case["checkpoint"], "--model", case["model"],
-            "--model-kwargs", '{"d": 8, "width": 64}', "--data", case["data"], "--x=-1:1:21", "--y=-1:1:21",
+            "--model-kwargs", '{"d": 8, "width": 64}', "--data", case["data"], "--x=-1:1:15", "--y=-1:1:15",
             "--strategy", "inplace", "--out", str(out)]
 
 
@@ -52,7 +52,7 @@ def test_sigkilled_run_leaves_a_readable_file_and_resume_matches_an_uninterrupte
     process = subprocess.Popen(cli_args(case, out), cwd=ROOT, env=run_cli_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while done_count(out) < 20 and time.time() < deadline and process.poll() is None:
+    while done_count(out) < 10 and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -60,10 +60,10 @@ def test_sigkilled_run_leaves_a_readable_file_and_resume_matches_an_uninterrupte
     saved = int(partial.done.sum())
     assert 0 < saved < partial.done.size, "the run should be killed halfway"
     # Coarse first: what was saved is a prefix of the coarse-to-fine order.
-    order = coarse_to_fine_order(21, 21)
+    order = coarse_to_fine_order(15, 15)
     assert set(np.flatnonzero(partial.done.ravel())) == set(order[:saved])
 
-    resumed = SurfaceJob(SurfaceRequest(**case, x="-1:1:21", y="-1:1:21", out=str(out), strategy="inplace"))
+    resumed = SurfaceJob(SurfaceRequest(**case, x="-1:1:15", y="-1:1:15", out=str(out), strategy="inplace"))
     resumed.prepare()
     assert resumed.resumed_from == saved
     assert any("resuming" in m for m in resumed.messages)
@@ -72,7 +72,7 @@ def test_sigkilled_run_leaves_a_readable_file_and_resume_matches_an_uninterrupte
     assert resumed.summary().computed == partial.done.size - saved  # only the missing points
 
     reference = tmp_path / "whole.h5"
-    whole = SurfaceJob(SurfaceRequest(**case, x="-1:1:21", y="-1:1:21", out=str(reference), strategy="inplace"))
+    whole = SurfaceJob(SurfaceRequest(**case, x="-1:1:15", y="-1:1:15", out=str(reference), strategy="inplace"))
     for _ in whole.run():
         pass
     np.testing.assert_allclose(read_surface(out).values["train_loss"], read_surface(reference).values["train_loss"],
@@ -82,7 +82,7 @@ def test_sigkilled_run_leaves_a_readable_file_and_resume_matches_an_uninterrupte
 
 def test_cancel_between_steps_keeps_every_computed_point_and_resume_finishes(tmp_path, regression_case) -> None:
     out = tmp_path / "c.h5"
-    request = SurfaceRequest(**regression_case, x="-1:1:31", y="-1:1:31", out=str(out), strategy="inplace")
+    request = SurfaceRequest(**regression_case, x="-1:1:21", y="-1:1:21", out=str(out), strategy="inplace")
     job = SurfaceJob(request)
     steps = 0
     for progress in job.run():
