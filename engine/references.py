@@ -44,13 +44,16 @@ def split_reference(ref: str) -> tuple[str, str]:
 
 
 def is_trusted(ref: str) -> bool:
-    """True for references to model factories of Landscape's own packages (e.g. ``samples.models:mlp``)."""
+    """True for references to model factories defined in Landscape's own modules (e.g. ``samples.models:mlp``).
+
+    The name must be a plain public name *defined* in that module, not something it
+    imported (``samples.models:torch`` is refused).
+    """
     target, attr = split_reference(ref)
-    return (
-        target in TRUSTED_FACTORY_MODULES
-        and attr.isidentifier()
-        and not attr.startswith("_")
-    )
+    if target not in TRUSTED_FACTORY_MODULES or not attr.isidentifier() or attr.startswith("_"):
+        return False
+    module = importlib.import_module(target)
+    return getattr(getattr(module, attr, None), "__module__", None) == target
 
 
 def absolute_reference(ref: str) -> str:
