@@ -53,6 +53,8 @@ def _add_surface(sub: Any) -> None:
     p.add_argument("--strategy", default="auto", help="auto (default: measured), inplace or vmap")
     p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need arbitrary unpickling (runs code from the file)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file made with other settings")
+    p.add_argument("--flush-seconds", type=float, default=0.5,
+                   help="seconds of work between writes to the file: the most a killed run loses (default 0.5)")
     p.add_argument("--out", required=True, help="output surface file (.h5)")
     p.set_defaults(run=_run_surface)
 
@@ -144,6 +146,7 @@ def _run_surface(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         trust_pickle=args.trust_pickle,
         overwrite=args.overwrite,
+        flush_seconds=args.flush_seconds,
     )
     job = SurfaceJob(request)
     job.prepare()

@@ -37,7 +37,7 @@ from engine.references import absolute_reference
 from engine.surface_file import SETTINGS_KEYS, SurfaceFile, read_directions, read_surface, settings_of
 
 METRICS = ("loss", "acc")
-CHUNK_SECONDS = 0.5  # how much work goes between two writes to the file
+FLUSH_SECONDS = 0.5  # default amount of work between two writes to the file
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class SurfaceRequest:
     strategy: str = "auto"
     trust_pickle: bool = False
     overwrite: bool = False
+    flush_seconds: float = FLUSH_SECONDS  # work between writes: what a killed run can lose at most
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class SurfaceJob:
         r = self.request
         check_choice(r.norm, NORMS, "--norm")
         check_choice(r.ignore, IGNORES, "--ignore")
+        if not r.flush_seconds > 0:
+            raise LandscapeError("--flush-seconds must be positive")
         if r.strategy not in STRATEGIES:
             raise LandscapeError(f"unknown strategy '{r.strategy}'; choose one of {', '.join(STRATEGIES)}")
         self.x = parse_axis(r.x, "--x")
@@ -298,9 +301,9 @@ class SurfaceJob:
                 elapsed = time.perf_counter() - start
                 rate = self.computed / elapsed if elapsed > 0 else None
                 remaining = len(todo) - position
-                # Aim each step at CHUNK_SECONDS of work: few writes, yet fresh progress.
+                # Aim each step at flush_seconds of work: few writes, yet fresh progress.
                 per_point = step_time / max(1, len(indices))
-                chunk = int(np.clip(CHUNK_SECONDS / max(per_point, 1e-6), 1, 4096))
+                chunk = int(np.clip(self.request.flush_seconds / max(per_point, 1e-6), 1, 4096))
                 yield SurfaceProgress(
                     done=int(self.done_mask.sum()),
                     total=self.total,

@@ -34,8 +34,8 @@ def slow_case(tmp_path: Path) -> dict[str, str]:
 
 def cli_args(case: dict, out: Path) -> list[str]:
     return [sys.executable, "-m", "engine", "surface", case["checkpoint"], "--model", case["model"],
-            "--model-kwargs", '{"d": 8, "width": 64}', "--data", case["data"], "--x=-1:1:15", "--y=-1:1:15",
-            "--strategy", "inplace", "--out", str(out)]
+            "--model-kwargs", '{"d": 8, "width": 64}', "--data", case["data"], "--x=-1:1:21", "--y=-1:1:21",
+            "--strategy", "inplace", "--flush-seconds", "0.02", "--out", str(out)]
 
 
 def done_count(path: Path) -> int:
@@ -52,18 +52,18 @@ def test_sigkilled_run_leaves_a_readable_file_and_resume_matches_an_uninterrupte
     process = subprocess.Popen(cli_args(case, out), cwd=ROOT, env=run_cli_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while done_count(out) < 10 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
+    while done_count(out) < 40 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     partial = read_surface(out)  # readable after SIGKILL
     saved = int(partial.done.sum())
     assert 0 < saved < partial.done.size, "the run should be killed halfway"
     # Coarse first: what was saved is a prefix of the coarse-to-fine order.
-    order = coarse_to_fine_order(15, 15)
+    order = coarse_to_fine_order(21, 21)
     assert set(np.flatnonzero(partial.done.ravel())) == set(order[:saved])
 
-    resumed = SurfaceJob(SurfaceRequest(**case, x="-1:1:15", y="-1:1:15", out=str(out), strategy="inplace"))
+    resumed = SurfaceJob(SurfaceRequest(**case, x="-1:1:21", y="-1:1:21", out=str(out), strategy="inplace"))
     resumed.prepare()
     assert resumed.resumed_from == saved
     assert any("resuming" in m for m in resumed.messages)
@@ -72,7 +72,7 @@ def test_sigkilled_run_leaves_a_readable_file_and_resume_matches_an_uninterrupte
     assert resumed.summary().computed == partial.done.size - saved  # only the missing points
 
     reference = tmp_path / "whole.h5"
-    whole = SurfaceJob(SurfaceRequest(**case, x="-1:1:15", y="-1:1:15", out=str(reference), strategy="inplace"))
+    whole = SurfaceJob(SurfaceRequest(**case, x="-1:1:21", y="-1:1:21", out=str(reference), strategy="inplace"))
     for _ in whole.run():
         pass
     np.testing.assert_allclose(read_surface(out).values["train_loss"], read_surface(reference).values["train_loss"],
