@@ -108,7 +108,7 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], task: st
                 total += float(F.mse_loss(out, target, reduction="sum"))
     model.train(was_training)
     if task == "classification":
-        return {"loss": total / len(x), "acc": correct / len(x)}
+        return {"loss": total / len(x), "acc": 100.0 * correct / len(x)}  # percent, as the engine
     return {"loss": total / y.numel()}
 
 
