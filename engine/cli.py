@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -149,6 +150,7 @@ def _run_surface(args: argparse.Namespace) -> int:
         flush_seconds=args.flush_seconds,
     )
     job = SurfaceJob(request)
+    _stop_on_sigterm()
     job.prepare()
     for message in job.messages:
         print(message, file=sys.stderr)
@@ -175,6 +177,18 @@ def _run_surface(args: argparse.Namespace) -> int:
         f"({s.strategy}){extra}"
     )
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """A batch scheduler's SIGTERM ends the run like Ctrl-C: a message, and a file to resume."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (e.g. called from a GUI worker)
+        pass
 
 
 def _run_info(args: argparse.Namespace) -> int:

@@ -140,3 +140,22 @@ def test_a_corrupt_output_file_is_a_clear_error(tmp_path, regression_case) -> No
     out.write_bytes(b"not hdf5 at all" * 10)
     with pytest.raises(LandscapeError, match="not a readable HDF5 file.*--overwrite"):
         SurfaceJob(SurfaceRequest(**regression_case, x="-1:1:5", out=str(out))).prepare()
+
+
+def test_sigterm_stops_with_a_one_line_message_and_the_same_command_resumes(tmp_path: Path) -> None:
+    case = slow_case(tmp_path)
+    out = tmp_path / "term.h5"
+    process = subprocess.Popen(cli_args(case, out), cwd=ROOT, env=run_cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while done_count(out) < 40 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    saved = int(read_surface(out).done.sum())
+    assert process.returncode == 130 and 0 < saved < 441
+    last = stderr.strip().splitlines()[-1]
+    assert f"{saved} of 441 points are saved" in last and "run the same command again" in last
+    rerun = subprocess.run(cli_args(case, out), cwd=ROOT, env=run_cli_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and f"resuming {out}: {saved} of 441" in rerun.stderr
+    assert read_surface(out).done.all()
