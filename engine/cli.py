@@ -213,8 +213,17 @@ def _run_train(args: argparse.Namespace) -> int:
             f"recipe {args.recipe} takes no --{wrong[0].replace('_', '-')}; its options: "
             + (", ".join("--" + o.replace("_", "-") for o in sorted(allowed)) or "none")
         )
-    result = train(args.recipe, Path(args.out), seed=args.seed, **given)
-    print(result.describe() if hasattr(result, "describe") else f"wrote {args.out}")
+    from tqdm import tqdm
+
+    with tqdm(unit="epoch", desc=args.recipe, disable=None, file=sys.stderr) as bar:
+
+        def progress(epoch: int, total: int, loss: float) -> None:
+            bar.total = total
+            bar.set_postfix_str(f"train_loss {loss:.3g}", refresh=False)
+            bar.update(epoch - bar.n)
+
+        result = train(args.recipe, Path(args.out), seed=args.seed, progress=progress, **given)
+    print(result.describe())
     return 0
 
 
