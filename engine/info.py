@@ -10,7 +10,7 @@ import numpy as np
 from engine.surface_file import read_surface
 
 PROVENANCE_KEYS = (
-    "created", "engine_version", "checkpoint", "checkpoint_sha256", "model", "model_kwargs", "n_params",
+    "created", "engine_version", "checkpoint", "checkpoint_sha256", "checkpoint_metadata", "model", "model_kwargs", "n_params",
     "data", "data_sha256", "data_samples", "loss", "norm", "ignore", "seed", "directions",
     "directions_source", "device", "dtype", "evaluation_strategy", "explained_variance_ratio",
 )

@@ -121,6 +121,9 @@ class SurfaceJob:
             raise LandscapeError("--flush-seconds must be positive")
         if r.strategy not in STRATEGIES:
             raise LandscapeError(f"unknown strategy '{r.strategy}'; choose one of {', '.join(STRATEGIES)}")
+        unknown = [m for m in r.metrics if m not in METRICS]
+        if unknown or not r.metrics:
+            raise LandscapeError(f"unknown metric '{','.join(unknown)}'; use --metrics loss or loss,acc")
         self.x = parse_axis(r.x, "--x")
         self.y = parse_axis(r.y, "--y") if r.y is not None else None
         if r.directions == "interpolate" and self.y is not None:
@@ -131,9 +134,6 @@ class SurfaceJob:
         self.data = load_data(r.data, r.max_samples)
         self.problem = Problem(model, self.data, r.loss, self.device, r.batch_size, copy_model=False)
         self.problem.check_output()
-        unknown = [m for m in r.metrics if m not in METRICS]
-        if unknown or not r.metrics:
-            raise LandscapeError(f"unknown metric '{','.join(unknown)}'; use --metrics loss or loss,acc")
         self.metrics = ["loss"] + (["acc"] if "acc" in r.metrics and self.problem.classification else [])
         self.shape = (len(self.x),) if self.y is None else (len(self.y), len(self.x))
         self.total = int(np.prod(self.shape))
@@ -160,6 +160,8 @@ class SurfaceJob:
             "checkpoint": str(Path(r.checkpoint).resolve()),
             "checkpoint_sha256": self.checkpoint.sha256,
             "checkpoint_kind": self.checkpoint.kind,
+            # What the trainer recorded (epoch, seed, width, losses): lets studies group surfaces.
+            "checkpoint_metadata": json.dumps(self.checkpoint.metadata, sort_keys=True, default=str),
             "model": self.model_ref or f"<{self.checkpoint.kind} module>",
             "model_kwargs": json.dumps(self.model_kwargs, sort_keys=True),
             "n_params": int(sum(p.numel() for p in self.problem.model.parameters())),
