@@ -72,7 +72,7 @@ class PointEvaluator:
         ]
         self.origin = {name: origin[name].to(device=device, dtype=module_state[name].dtype).clone() for name in self.moving}
         self.strategy = strategy
-        self.points_per_batch = 1
+        self.points_per_batch: int | None = None  # vmap: sized from memory on first use
 
     # -- public ---------------------------------------------------------------------
     def __call__(self, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -93,7 +93,6 @@ class PointEvaluator:
         inplace_time = time.perf_counter() - start
         self.strategy = "inplace"
         try:
-            self.points_per_batch = self._vmap_batch_size()
             self._vmap(trial[: min(2, trial_points)])
             start = time.perf_counter()
             self._vmap(trial)
@@ -155,7 +154,9 @@ class PointEvaluator:
         batched = vmap(batch_sums, in_dims=(0, None, None))
         losses = np.empty(len(coords))
         accs = np.empty(len(coords)) if problem.classification else None
-        step = max(1, self.points_per_batch)
+        if self.points_per_batch is None:
+            self.points_per_batch = self._vmap_batch_size()
+        step = self.points_per_batch
         with torch.inference_mode():
             for start in range(0, len(coords), step):
                 chunk = torch.as_tensor(coords[start:start + step], device=problem.device)
