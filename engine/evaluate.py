@@ -84,24 +84,34 @@ class PointEvaluator:
             return self._vmap(coords)
         return self._inplace(coords)
 
-    def calibrate(self, coords: np.ndarray, trial_points: int = 16) -> str:
-        """Time both strategies on the same points and keep the faster one."""
-        trial = np.resize(np.asarray(coords, dtype=np.float64).reshape(-1, len(self.basis)), (trial_points, len(self.basis)))
-        self._inplace(trial[:2])  # warm-up
-        start = time.perf_counter()
-        self._inplace(trial)
-        inplace_time = time.perf_counter() - start
-        self.strategy = "inplace"
-        try:
-            self._vmap(trial[: min(2, trial_points)])
-            start = time.perf_counter()
-            self._vmap(trial)
-            vmap_time = time.perf_counter() - start
-        except Exception:  # noqa: BLE001 - ops without vmap rules, TorchScript modules
-            vmap_time = float("inf")
+    def calibrate(self, coords: np.ndarray, trial_points: int = 32, min_seconds: float = 0.05) -> str:
+        """Time both strategies on the same points and keep the faster one.
+
+        Each is warmed up, then timed twice (the faster run counts) on at least
+        ``trial_points`` points or ``min_seconds`` of work, so a noisy moment on a
+        busy machine does not decide the strategy for a whole grid.
+        """
+        pool = np.asarray(coords, dtype=np.float64).reshape(-1, len(self.basis))
+        timings = {}
+        for strategy in ("inplace", "vmap"):
+            evaluate = self._inplace if strategy == "inplace" else self._vmap
+            try:
+                evaluate(pool[:2])  # warm-up (and: does this model run under vmap at all?)
+                n, best = trial_points, float("inf")
+                for _ in range(2):
+                    trial = np.resize(pool, (n, len(self.basis)))
+                    start = time.perf_counter()
+                    evaluate(trial)
+                    elapsed = time.perf_counter() - start
+                    best = min(best, elapsed / n)
+                    if elapsed < min_seconds:
+                        n = min(1024, int(n * min_seconds / max(elapsed, 1e-9)) + 1)
+                timings[strategy] = best
+            except Exception:  # noqa: BLE001 - ops without vmap rules, TorchScript modules
+                timings[strategy] = float("inf")
         self.restore()
-        self.timings = {"inplace": inplace_time / trial_points, "vmap": vmap_time / trial_points}
-        self.strategy = "vmap" if vmap_time < inplace_time else "inplace"
+        self.timings = timings
+        self.strategy = "vmap" if timings["vmap"] < timings["inplace"] else "inplace"
         return self.strategy
 
     def restore(self) -> None:
@@ -111,23 +121,33 @@ class PointEvaluator:
 
     # -- strategies -----------------------------------------------------------------
     def _inplace(self, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Write each point's weights into the module, one pass over the weights per point.
+
+        Weights are ``base + c0 * d0`` with ``base = origin + sum_{k>0} c_k d_k`` cached
+        while the other coordinates stay the same (along a grid row), so a point costs
+        a single ``add(out=)`` per tensor, and its value depends only on its coordinates.
+        """
         problem = self.problem
         losses = np.empty(len(coords))
         accs = np.empty(len(coords)) if problem.classification else None
         live = [self.live[name] for name in self.moving]
-        origin = [self.origin[name] for name in self.moving]
-        # Per axis, one tensor per moving name (zeros where that axis leaves it alone), so a
-        # point costs three fused multi-tensor ops however many tensors the model has.
         axes = [
             [direction.get(name, torch.zeros_like(self.origin[name])) for name in self.moving]
             for direction in self.basis
         ]
+        base_key: tuple[float, ...] | None = None
+        base: list[torch.Tensor] = []
         with torch.inference_mode():
             for row, point in enumerate(coords):
-                torch._foreach_copy_(live, origin)
-                for c, tensors in zip(point, axes):
-                    if c != 0.0:
-                        torch._foreach_add_(live, tensors, alpha=float(c))
+                key = tuple(float(c) for c in point[1:])
+                if key != base_key:
+                    base = [self.origin[name].clone() for name in self.moving]
+                    for c, tensors in zip(key, axes[1:]):
+                        if c != 0.0:
+                            torch._foreach_add_(base, tensors, alpha=c)
+                    base_key = key
+                for target, b, d in zip(live, base, axes[0]):
+                    torch.add(b, d, alpha=float(point[0]), out=target)
                 metrics = problem.metrics()
                 losses[row] = metrics.loss
                 if accs is not None:
