@@ -73,46 +73,69 @@ class PointEvaluator:
         self.origin = {name: origin[name].to(device=device, dtype=module_state[name].dtype).clone() for name in self.moving}
         self.strategy = strategy
         self.points_per_batch: int | None = None  # vmap: sized from memory on first use
+        # auto: (seconds, points) measured per strategy after its warm-up point.
+        self._measured: dict[str, tuple[float, int]] = {"inplace": (0.0, 0), "vmap": (0.0, 0)}
+        self._warm: set[str] = set()
+        self.timings: dict[str, float] = {}
 
     # -- public ---------------------------------------------------------------------
     def __call__(self, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Loss and accuracy (percent; None for regression) at each row of ``coords``."""
         coords = np.asarray(coords, dtype=np.float64).reshape(-1, len(self.basis))
         if self.strategy == "auto":
-            self.calibrate(coords)
-        if self.strategy == "vmap":
-            return self._vmap(coords)
-        return self._inplace(coords)
+            return self._measure_and_choose(coords)
+        return self._run(self.strategy, coords)
 
-    def calibrate(self, coords: np.ndarray, trial_points: int = 32, min_seconds: float = 0.05) -> str:
-        """Time both strategies on the same points and keep the faster one.
+    def _run(self, strategy: str, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._vmap(coords) if strategy == "vmap" else self._inplace(coords)
 
-        Each is warmed up, then timed twice (the faster run counts) on at least
-        ``trial_points`` points or ``min_seconds`` of work, so a noisy moment on a
-        busy machine does not decide the strategy for a whole grid.
+    def _measure_and_choose(
+        self, coords: np.ndarray, min_points: int = 32, min_seconds: float = 0.05
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Evaluate real points with both strategies in growing blocks and keep the faster.
+
+        Nothing is thrown away: every measured point is a point of the grid. A strategy
+        is judged after a one-point warm-up, on at least ``min_points`` points or
+        ``min_seconds`` of work; a model that vmap cannot run counts as infinitely slow.
         """
-        pool = np.asarray(coords, dtype=np.float64).reshape(-1, len(self.basis))
-        timings = {}
-        for strategy in ("inplace", "vmap"):
-            evaluate = self._inplace if strategy == "inplace" else self._vmap
+        losses = np.empty(len(coords))
+        accs = np.empty(len(coords)) if self.problem.classification else None
+        position = 0
+        while position < len(coords) and self.strategy == "auto":
+            # Give the next block to the strategy measured least so far.
+            strategy = min(("inplace", "vmap"), key=lambda s: (self._measured[s][1] >= min_points
+                                                               or self._measured[s][0] >= min_seconds,
+                                                               self._measured[s][0]))
+            seconds, points = self._measured[strategy]
+            size = 1 if strategy not in self._warm else max(2, min(points, 64))
+            block = coords[position:position + size]
+            start = time.perf_counter()
             try:
-                evaluate(pool[:2])  # warm-up (and: does this model run under vmap at all?)
-                n, best = trial_points, float("inf")
-                for _ in range(2):
-                    trial = np.resize(pool, (n, len(self.basis)))
-                    start = time.perf_counter()
-                    evaluate(trial)
-                    elapsed = time.perf_counter() - start
-                    best = min(best, elapsed / n)
-                    if elapsed < min_seconds:
-                        n = min(1024, int(n * min_seconds / max(elapsed, 1e-9)) + 1)
-                timings[strategy] = best
+                block_loss, block_acc = self._run(strategy, block)
             except Exception:  # noqa: BLE001 - ops without vmap rules, TorchScript modules
-                timings[strategy] = float("inf")
-        self.restore()
-        self.timings = timings
-        self.strategy = "vmap" if timings["vmap"] < timings["inplace"] else "inplace"
-        return self.strategy
+                if strategy == "inplace":
+                    raise
+                self._measured["vmap"] = (float("inf"), min_points)
+                self.restore()
+                continue
+            elapsed = time.perf_counter() - start
+            if strategy in self._warm:
+                self._measured[strategy] = (seconds + elapsed, points + len(block))
+            self._warm.add(strategy)
+            losses[position:position + len(block)] = block_loss
+            if accs is not None and block_acc is not None:
+                accs[position:position + len(block)] = block_acc
+            position += len(block)
+            if all(p >= min_points or t >= min_seconds for t, p in self._measured.values()):
+                self.timings = {s: t / max(p, 1) for s, (t, p) in self._measured.items()}
+                self.strategy = "vmap" if self.timings["vmap"] < self.timings["inplace"] else "inplace"
+                self.restore()
+        if position < len(coords):
+            rest_loss, rest_acc = self._run(self.strategy, coords[position:])
+            losses[position:] = rest_loss
+            if accs is not None and rest_acc is not None:
+                accs[position:] = rest_acc
+        return losses, accs
 
     def restore(self) -> None:
         """Put the origin weights back into the private module."""

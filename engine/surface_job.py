@@ -294,7 +294,7 @@ class SurfaceJob:
                     self.values["acc"][indices] = acc
                 self.done_mask[indices] = True
                 attrs = None
-                if not strategy_recorded:
+                if not strategy_recorded and self.evaluator.strategy != "auto":
                     attrs = {"evaluation_strategy": self.evaluator.strategy}
                     strategy_recorded = True
                 self.file.write_values(self.values, self.done_mask, attrs)
