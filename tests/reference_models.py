@@ -37,3 +37,20 @@ class LogModel(nn.Module):
 
 def log_model(d: int = 2) -> nn.Module:
     return LogModel(d)
+
+
+class ViewCNN(nn.Module):
+    """A CNN that flattens with ``view``, which assumes NCHW strides (fails on channels_last)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def view_cnn() -> nn.Module:
+    return ViewCNN()

@@ -175,3 +175,17 @@ def test_evaluator_restore_puts_the_origin_weights_back(regression_case) -> None
     evaluator(np.array([[0.0], [1.0], [2.0]]))
     evaluator.restore()
     assert problem.metrics().loss == pytest.approx(before, rel=1e-7)
+
+
+def test_channels_last_evaluation_matches_nchw_and_falls_back_for_view_models(classification_case) -> None:
+    import tests.reference_models as zoo
+
+    data = load_data(classification_case["data"])
+    model, _, _ = build_model(load_checkpoint(classification_case["checkpoint"]), classification_case["model"])
+    fast = Problem(model, data, device="cpu")
+    assert fast.channels_last
+    reference = model.eval()(data.x.float())
+    expected = torch.nn.functional.cross_entropy(reference, data.y.long()).item()
+    assert fast.metrics().loss == pytest.approx(expected, rel=1e-5)
+    viewing = Problem(zoo.view_cnn(), data, device="cpu")
+    assert not viewing.channels_last and np.isfinite(viewing.metrics().loss)
