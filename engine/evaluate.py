@@ -31,6 +31,10 @@ from engine.problem import Problem
 STRATEGIES = ("auto", "inplace", "vmap")
 # Upper bound on the memory a vmap batch of points may take (stacked weights + activations).
 VMAP_MEMORY_BUDGET = 256 * 2**20
+# On the CPU, vmap only beat inplace where a point costs well under a millisecond in place
+# (width-50 MLP: 0.05 vs 0.1 ms/point); above this it lost on every benchmark case (2-3x),
+# so auto does not spend real points on it there.
+VMAP_CPU_MAX_POINT_SECONDS = 0.5e-3
 # glibc malloc: serve allocations up to 32 MiB (its maximum) from the heap and keep up to
 # 1 GiB of freed heap, so the activations freed after one point are reused by the next
 # instead of going back to the OS and being page-faulted in again (CNN: ~9000 faults/point).
@@ -93,8 +97,11 @@ class PointEvaluator:
         self.origin = {name: _like(module_state[name], origin[name]) for name in self.moving}
         self.strategy = strategy
         self.points_per_batch: int | None = None  # vmap: sized from memory on first use
-        # auto: (seconds, points) measured per strategy after its warm-up point.
+        # auto: (seconds, points) measured per strategy after its warm-up point, and the best
+        # per-point time of a block of 4+ points (vmap pays per call: its small first blocks
+        # would make it look slower than it runs on whole chunks).
         self._measured: dict[str, tuple[float, int]] = {"inplace": (0.0, 0), "vmap": (0.0, 0)}
+        self._best_rate: dict[str, float] = {"inplace": float("inf"), "vmap": float("inf")}
         self._warm: set[str] = set()
         self.timings: dict[str, float] = {}
 
@@ -121,11 +128,21 @@ class PointEvaluator:
         losses = np.empty(len(coords))
         accs = np.empty(len(coords)) if self.problem.classification else None
         position = 0
+
+        def enough(name: str) -> bool:
+            seconds, points = self._measured[name]
+            return points >= min_points or seconds >= min_seconds
+
         while position < len(coords) and self.strategy == "auto":
-            # Give the next block to the strategy measured least so far.
-            strategy = min(("inplace", "vmap"), key=lambda s: (self._measured[s][1] >= min_points
-                                                               or self._measured[s][0] >= min_seconds,
-                                                               self._measured[s][0]))
+            # In place first; vmap only where in place leaves it a chance.
+            strategy = "vmap" if enough("inplace") else "inplace"
+            if strategy == "vmap" and self.problem.device.type == "cpu":
+                seconds, points = self._measured["inplace"]
+                if seconds / max(points, 1) >= VMAP_CPU_MAX_POINT_SECONDS:
+                    self._measured["vmap"] = (float("inf"), min_points)
+            if enough("inplace") and enough("vmap"):
+                self._decide()
+                break
             seconds, points = self._measured[strategy]
             size = 1 if strategy not in self._warm else max(2, min(points, 64))
             block = coords[position:position + size]
@@ -141,21 +158,30 @@ class PointEvaluator:
             elapsed = time.perf_counter() - start
             if strategy in self._warm:
                 self._measured[strategy] = (seconds + elapsed, points + len(block))
+                if len(block) >= 4:
+                    self._best_rate[strategy] = min(self._best_rate[strategy], elapsed / len(block))
             self._warm.add(strategy)
             losses[position:position + len(block)] = block_loss
             if accs is not None and block_acc is not None:
                 accs[position:position + len(block)] = block_acc
             position += len(block)
-            if all(p >= min_points or t >= min_seconds for t, p in self._measured.values()):
-                self.timings = {s: t / max(p, 1) for s, (t, p) in self._measured.items()}
-                self.strategy = "vmap" if self.timings["vmap"] < self.timings["inplace"] else "inplace"
-                self.restore()
+            if enough("inplace") and enough("vmap"):
+                self._decide()
         if position < len(coords):
             rest_loss, rest_acc = self._run(self.strategy, coords[position:])
             losses[position:] = rest_loss
             if accs is not None and rest_acc is not None:
                 accs[position:] = rest_acc
         return losses, accs
+
+    def _decide(self) -> None:
+        rates = {}
+        for name, (seconds, points) in self._measured.items():
+            average = seconds / max(points, 1)
+            rates[name] = min(average, self._best_rate[name])
+        self.timings = rates
+        self.strategy = "vmap" if rates["vmap"] < rates["inplace"] else "inplace"
+        self.restore()
 
     def restore(self) -> None:
         """Put the origin weights back into the private module."""
