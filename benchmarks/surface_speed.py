@@ -74,72 +74,25 @@ TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOL
 
 
 # --------------------------------------------------------------------------------------
-# Models and data: samples.models / samples.datasets, or identical local copies.
+# Models and data: the samples package's, so every tool sees the recipes' models.
 # --------------------------------------------------------------------------------------
-def _local_mlp(in_dim: int = 20, width: int = 50, depth: int = 2, out_dim: int = 1) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    previous = in_dim
-    for _ in range(depth):
-        layers += [nn.Linear(previous, width), nn.ReLU()]
-        previous = width
-    layers.append(nn.Linear(previous, out_dim))
-    return nn.Sequential(*layers)
+from samples.datasets import digits as _samples_digits  # noqa: E402
+from samples.datasets import sine as _samples_sine  # noqa: E402
+from samples.models import mlp as _mlp  # noqa: E402
+from samples.models import small_cnn as _small_cnn  # noqa: E402
+
+MODEL_SOURCE = "samples.models / samples.datasets"
+MLP_REF, CNN_REF = "samples.models:mlp", "samples.models:small_cnn"
 
 
-def _local_small_cnn(channels: int = 16, num_classes: int = 10) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(channels),
-        nn.ReLU(),
-        nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(channels),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(channels * 4 * 4, num_classes),
-    )
+def _sine(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    data = _samples_sine(n, seed=seed)
+    return data[0], data[1]
 
 
-def _local_sine(n: int = 100, seed: int = 0, noise: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(int(seed))
-    x = torch.randn(n, 20, generator=generator)
-    clean = torch.sin(x[:, :5].sum(dim=1)) + 0.5 * torch.cos(x[:, 5:10].sum(dim=1))
-    y = clean + float(noise) * torch.randn(n, generator=generator)
-    return x.float(), y.unsqueeze(1).float()
-
-
-def _local_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits  # the split of samples.datasets.digits("train")
-
-    bunch = load_digits()
-    x = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.as_tensor(bunch.target, dtype=torch.int64)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    keep = order[: len(y) - 360]
-    return x[keep].clone(), y[keep].clone()
-
-
-try:
-    from samples.datasets import digits as _samples_digits
-    from samples.datasets import sine as _samples_sine
-    from samples.models import mlp as _mlp
-    from samples.models import small_cnn as _small_cnn
-
-    MODEL_SOURCE = "samples.models / samples.datasets"
-    MLP_REF, CNN_REF = "samples.models:mlp", "samples.models:small_cnn"
-
-    def _sine(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        data = _samples_sine(n, seed=seed)
-        return data[0], data[1]
-
-    def _digits() -> tuple[torch.Tensor, torch.Tensor]:
-        data = _samples_digits("train")
-        return data[0], data[1]
-except ImportError:  # samples/ not there: the same architectures, referenced through this file
-    _mlp, _small_cnn, _sine, _digits = _local_mlp, _local_small_cnn, _local_sine, _local_digits
-    MODEL_SOURCE = "local copies in benchmarks/surface_speed.py"
-    MLP_REF = f"{Path(__file__).resolve()}:_local_mlp"
-    CNN_REF = f"{Path(__file__).resolve()}:_local_small_cnn"
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    data = _samples_digits("train")
+    return data[0], data[1]
 
 
 @dataclass(frozen=True)
