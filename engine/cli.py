@@ -67,6 +67,22 @@ def _add_info(sub: Any) -> None:
     p.set_defaults(run=_run_info)
 
 
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a surface file's grid as HDF5 (Landscape's format), CSV, or ParaView .vtp",
+        description="The format follows OUT's suffix: .h5/.hdf5 (a Landscape surface file, also from Li et al.'s), "
+        ".csv (one row per point: x,y,values...,done; empty fields where not computed), or .vtp (ParaView "
+        "PolyData like Li et al.'s h52vtp.py: z = --metric; points not computed or non-finite are left out).",
+    )
+    p.add_argument("grid", metavar="GRID", help="surface file (.h5, Landscape's or Li et al.'s)")
+    p.add_argument("out", metavar="OUT", help="output file: .h5, .hdf5, .csv or .vtp")
+    p.add_argument("--metric", default="train_loss", help=".vtp height: train_loss (default), train_acc, test_loss, test_acc")
+    p.add_argument("--log", action="store_true", help=".vtp only: height is log10 of the metric")
+    p.add_argument("--zmax", type=float, help=".vtp only: clip the metric at this value (before --log)")
+    p.set_defaults(run=_run_export)
+
+
 def _add_train(sub: Any) -> None:
     from samples.registry import RECIPES
 
@@ -101,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_surface(sub)
     _add_info(sub)
+    _add_export(sub)
     _add_train(sub)
     return parser
 
@@ -196,6 +213,17 @@ def _run_info(args: argparse.Namespace) -> int:
 
     summary = describe(args.file)
     print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_summary(summary))
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from engine.grid_export import export_grid
+    from engine.surface_file import read_surface
+
+    surface = read_surface(args.grid)
+    out = export_grid(surface, args.out, args.metric, log=args.log, zmax=args.zmax)
+    grid = " x ".join(str(n) for n in reversed(surface.shape))
+    print(f"wrote {out}: {grid} grid, {int(surface.done.sum())}/{surface.done.size} points computed")
     return 0
 
 

@@ -42,7 +42,7 @@ VALUE_DATASETS = ("train_loss", "train_acc", "test_loss", "test_acc")
 # Attributes that decide the numbers: a file is resumed only if all of them match.
 SETTINGS_KEYS = (
     "checkpoint_sha256", "model", "model_kwargs", "data_sha256", "loss", "metrics",
-    "norm", "ignore", "seed", "directions", "directions_source_sha256",
+    "norm", "ignore", "seed", "directions", "directions_source_sha256", "line",
 )
 
 
@@ -133,7 +133,7 @@ class SurfaceFile:
         if path.is_dir():
             raise LandscapeError(f"--out {path} is a folder; name a .h5 file")
         path.parent.mkdir(parents=True, exist_ok=True)
-        if len(basis.directions) != (1 if y is None else 2):
+        if len(basis.directions) != (1 if y is None and not attrs.get("line") else 2):
             raise LandscapeError("internal: the number of directions does not match the grid")
         shape = (len(x),) if y is None else (len(y), len(x))
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -256,3 +256,106 @@ def read_surface(path: str | Path) -> Surface:
         array[~done] = np.nan
     attrs.setdefault("kind", "surface")
     return Surface(path, "li2018", x, y, values, done, attrs)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _attr_value(value: Any) -> Any:
+    """An attribute as read by _read_attrs, back into what h5py stores (lists were arrays)."""
+    if isinstance(value, dict):
+        return _json_attr(value)
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value)
+    return "" if value is None else value
+
+
+def write_surface(
+    path: str | Path,
+    surface: Surface,
+    directions: list[dict[str, torch.Tensor]] | None = None,
+) -> Path:
+    """Write any :class:`Surface` (Landscape's or Li et al.'s, as read_surface returns it) as a Landscape file.
+
+    The file has the layout SurfaceFile.create writes (format_version 1): coordinates,
+    every value dataset of ``surface.values``, ``done``, ``directions/x|y/<name>``
+    (from ``directions`` or, when not given, copied from a Landscape source file that
+    has them), the PCA trajectory, and the source's attributes with ``format`` and
+    ``format_version`` set. A file converted from Li et al.'s format also gets
+    ``converted_from`` = JSON ``{"format": "li2018", "path": <source>}`` and the
+    attributes a Landscape file always has (kind, dimensions, metrics, created,
+    engine_version) when missing. Written atomically (temporary file in the same
+    folder, then renamed); refuses to overwrite the file the surface was read from.
+    """
+    path = Path(path)
+    source = Path(surface.path)
+    if _same_file(path, source):
+        raise LandscapeError(f"{path} is the file this surface was read from; write the copy under another name")
+    if path.is_dir():
+        raise LandscapeError(f"{path} is a folder; name a .h5 file")
+    if directions is not None and len(directions) != surface.dimensions:
+        raise LandscapeError(
+            f"internal: {len(directions)} directions for a {surface.dimensions}D surface"
+        )
+    shape = surface.shape
+    for name, array in surface.values.items():
+        if np.shape(array) != shape:
+            raise LandscapeError(f"internal: {name} has shape {np.shape(array)}, the grid is {shape}")
+
+    attrs: dict[str, Any] = dict(surface.attrs)
+    if surface.format != FORMAT:
+        attrs.setdefault("converted_from", {"format": surface.format, "path": str(source.resolve())})
+        attrs.setdefault("kind", "surface")
+        attrs.setdefault("dimensions", surface.dimensions)
+        metrics = [name[len("train_"):] for name in surface.values if name.startswith("train_")]
+        attrs.setdefault("metrics", ",".join(metrics))
+        attrs.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        attrs.setdefault("engine_version", __version__)
+    attrs["format"] = FORMAT
+    attrs["format_version"] = FORMAT_VERSION
+
+    copy_directions = directions is None and surface.format == FORMAT and source.is_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LandscapeError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            with h5py.File(tmp, "w") as handle:
+                for key, value in attrs.items():
+                    handle.attrs[key] = _attr_value(value)
+                handle.create_dataset("xcoordinates", data=np.asarray(surface.x, dtype=np.float64))
+                if surface.y is not None:
+                    handle.create_dataset("ycoordinates", data=np.asarray(surface.y, dtype=np.float64))
+                for name, array in surface.values.items():
+                    handle.create_dataset(name, data=np.asarray(array, dtype=np.float64))
+                handle.create_dataset("done", data=np.asarray(surface.done).astype(np.uint8))
+                if directions is not None:
+                    group = handle.create_group("directions")
+                    for axis, direction in zip(AXES, directions):
+                        axis_group = group.create_group(axis)
+                        for name, tensor in direction.items():
+                            axis_group.create_dataset(name, data=tensor.detach().cpu().float().numpy())
+                elif copy_directions:
+                    with open_h5(source) as src:
+                        if "directions" in src:
+                            src.copy(src["directions"], handle, "directions")
+                if surface.trajectory is not None:
+                    traj = handle.create_group("trajectory")
+                    traj.create_dataset("x", data=np.asarray(surface.trajectory["x"], dtype=np.float64))
+                    traj.create_dataset("y", data=np.asarray(surface.trajectory["y"], dtype=np.float64))
+                    traj.create_dataset("names", data=np.array(surface.trajectory_names, dtype=h5py.string_dtype()))
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -59,6 +59,9 @@ class SurfaceRequest:
     directions: str = "random"  # random | interpolate | pca | path to an earlier surface file
     to: str | None = None  # second checkpoint for interpolate
     trajectory: str | None = None  # folder or glob of checkpoints for pca
+    # Evaluate along the segment (x0, y0) -> (x1, y1) in the plane of the 2D surface file named by
+    # ``directions``; ``x`` is then the fraction t in [0, 1] along it (the GUI's slice line).
+    line: tuple[float, float, float, float] | None = None
     max_samples: int | None = None
     device: str | None = None
     batch_size: int | None = None
@@ -126,6 +129,9 @@ class SurfaceJob:
             raise LandscapeError(f"unknown metric '{','.join(unknown)}'; use --metrics loss or loss,acc")
         self.x = parse_axis(r.x, "--x")
         self.y = parse_axis(r.y, "--y") if r.y is not None else None
+        if r.line is not None and (self.y is not None or r.directions in ("random", "interpolate", "pca")):
+            raise LandscapeError("a line is evaluated in the plane of an earlier 2D surface: pass its .h5 file "
+                                 "as --directions and no --y")
         if r.directions == "interpolate" and self.y is not None:
             raise LandscapeError("--directions interpolate makes a 1D line; drop --y")
         self.device = resolve_device(r.device)
@@ -141,6 +147,8 @@ class SurfaceJob:
         self.origin = {name: t.detach().clone() for name, t in self.problem.model.state_dict().items()}
         settings = self._direction_settings()
         attrs = {**self._provenance(), **settings}
+        if r.line is not None:
+            attrs["line"] = json.dumps([float(v) for v in r.line])
         out = Path(r.out)
         self.resumed_from = 0
         if out.exists() and not r.overwrite:
@@ -208,7 +216,7 @@ class SurfaceJob:
 
     def _make_basis(self, settings: dict[str, str]) -> Basis:
         r = self.request
-        axes = 1 if self.y is None else 2
+        axes = 1 if self.y is None and r.line is None else 2
         kind = settings["directions"]
         if kind == "random":
             return random_basis(self.params, axes, r.seed, r.norm, r.ignore)
@@ -272,7 +280,13 @@ class SurfaceJob:
         order = coarse_to_fine_order(len(self.x), 1 if self.y is None else len(self.y))
         todo = order[~self.done_mask[order]]
         nx = len(self.x)
-        coords_of = (lambda k: (self.x[k % nx],)) if self.y is None else (lambda k: (self.x[k % nx], self.y[k // nx]))
+        if self.request.line is not None:
+            x0, y0, x1, y1 = self.request.line
+            coords_of = lambda k: (x0 + self.x[k] * (x1 - x0), y0 + self.x[k] * (y1 - y0))  # noqa: E731
+        elif self.y is None:
+            coords_of = lambda k: (self.x[k % nx],)  # noqa: E731
+        else:
+            coords_of = lambda k: (self.x[k % nx], self.y[k // nx])  # noqa: E731
         start = time.perf_counter()
         self.computed = 0
         self.cancelled = False
@@ -385,3 +399,71 @@ def _absolute_data_reference(reference: str) -> str:
 
 def request_as_dict(request: SurfaceRequest) -> dict[str, Any]:
     return asdict(request)
+
+
+def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str | None = None) -> SurfaceRequest:
+    """The request that made a Landscape surface file, rebuilt from its attributes, to finish it.
+
+    Running it resumes the file: directions are read back from the file itself, and
+    the job checks that checkpoint, data and settings still hash the same.
+    """
+    path = Path(path)
+    surface = read_surface(path)
+    if surface.format != "landscape":
+        raise LandscapeError(f"{path} is a Li et al. file; only Landscape surface files can be resumed")
+    a = surface.attrs
+    kind = str(a.get("directions", "random"))
+    source = str(a.get("directions_source", "")) or None
+    model = str(a.get("model", ""))
+    max_samples = int(a.get("max_samples", -1))
+
+    def axis(values: np.ndarray) -> str:
+        return f"{float(values[0])!r}:{float(values[-1])!r}:{len(values)}"
+
+    options: dict[str, Any] = {}
+    if kind == "interpolate":
+        options["to"] = source
+    elif kind == "pca":
+        options["trajectory"] = source
+    elif kind == "file":
+        options["directions"] = source
+    if kind != "random" and not source:
+        raise LandscapeError(f"{path} does not record where its {kind} directions came from; it cannot be resumed")
+    return SurfaceRequest(
+        checkpoint=str(a.get("checkpoint", "")),
+        data=str(a.get("data", "")),
+        x=axis(surface.x),
+        y=None if surface.y is None else axis(surface.y),
+        out=str(path),
+        model=None if not model or model.startswith("<") else model,
+        model_kwargs=json.loads(a.get("model_kwargs") or "{}"),
+        loss=str(a.get("loss", "auto")),
+        metrics=tuple(str(a.get("metrics", "loss")).split(",")),
+        norm=str(a.get("norm", "filter")),
+        ignore=str(a.get("ignore", "biasbn")),
+        seed=int(a.get("seed", 0)),
+        directions=options.pop("directions", kind if kind in ("random", "interpolate", "pca") else source),
+        max_samples=None if max_samples < 0 else max_samples,
+        line=tuple(json.loads(a["line"])) if a.get("line") else None,
+        device=device,
+        trust_pickle=trust_pickle,
+        **options,
+    )
+
+
+def line_request(surface: str | Path, start: tuple[float, float], end: tuple[float, float],
+                 points: int = 101) -> SurfaceRequest:
+    """Evaluate the model exactly along a segment of a 2D surface's plane (the GUI's slice line).
+
+    Model, data and settings are the surface's own; the output is a 1D file next to
+    it, named after the segment, so asking for the same line again resumes or reopens it.
+    """
+    surface = Path(surface)
+    base = resume_request(surface)
+    if base.y is None:
+        raise LandscapeError(f"{surface} is a 1D surface; a line is drawn in the plane of a 2D surface")
+    line = (float(start[0]), float(start[1]), float(end[0]), float(end[1]))
+    tag = hashlib.sha256(json.dumps([round(v, 9) for v in line] + [points]).encode()).hexdigest()[:8]
+    out = surface.with_name(f"{surface.stem}_line_{tag}.h5")
+    return replace(base, directions=str(surface.resolve()), to=None, trajectory=None, x=f"0:1:{int(points)}", y=None,
+                   line=line, out=str(out))
