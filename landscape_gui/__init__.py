@@ -1,0 +1,1 @@
+"""Landscape's desktop app: PySide6 + pyqtgraph views over the engine (which never imports Qt)."""

@@ -1,0 +1,595 @@
+"""The main window: menus, docks and views around one AppState, and the jobs that fill it.
+
+Every action goes through a method that tests call directly (``open_paths``,
+``export_grid``, ``submit`` ...); menu items only add a file dialog in front.
+Errors from the engine arrive as one-line LandscapeErrors and are shown in a
+non-blocking dialog with details; whatever was open stays open.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter
+from PySide6.QtWidgets import (
+    QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+    QSplitter, QTabWidget, QWidget,
+)
+
+from engine.errors import LandscapeError
+from engine.grid_export import export_grid
+from engine.references import one_line
+from engine.surface_file import is_landscape_file
+from engine.surface_job import SurfaceProgress, SurfaceRequest, line_request, resume_request
+from landscape_gui.jobs import JobRunner, Started
+from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
+from landscape_gui.settings import AppSettings
+from landscape_gui.state import AppState, Curve, Landscape
+from landscape_gui.views.colors import colormap
+from landscape_gui.views.compare import CompareView
+from landscape_gui.views.heatmap import HeatmapView
+from landscape_gui.views.profile import ProfileView, curve_from_profile
+from landscape_gui.views.surface3d import Surface3DView
+
+GRID_FILTER = "Surface files (*.h5 *.hdf5);;All files (*)"
+CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
+EXPORT_GRID_FILTER = "Landscape HDF5 (*.h5);;CSV (*.csv);;ParaView PolyData (*.vtp)"
+EXPORT_FIGURE_FILTER = "PNG image (*.png);;SVG drawing (*.svg)"
+RECENTLY_WRITTEN_SECONDS = 10.0  # a partial file this fresh may have another writer: don't auto-resume
+LINE_POINTS = 101
+
+
+class MainWindow(QMainWindow):
+    """Landscape's window. ``state`` is the model; the views only draw it."""
+
+    def __init__(self, settings: AppSettings | None = None, state: AppState | None = None) -> None:
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.state = state or AppState()
+        self.runner = JobRunner(self)
+        self.errors: list[tuple[str, str]] = []  # every error shown, for tests and the log
+        self.error_box: QMessageBox | None = None
+        self.setWindowTitle("Landscape")
+        self._apply_display_settings()
+
+        self.heatmap = HeatmapView(self.state)
+        self.profile = ProfileView(self.state)
+        self.surface3d = Surface3DView()
+        self.compare = CompareView(self.state)
+        left = QSplitter(Qt.Vertical)
+        left.addWidget(self.heatmap)
+        left.addWidget(self.profile)
+        left.setSizes([620, 300])
+        self.explore = QSplitter(Qt.Horizontal)
+        self.explore.addWidget(left)
+        self.explore.addWidget(self.surface3d)
+        self.explore.setSizes([700, 500])
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.explore, "Explore")
+        self.tabs.addTab(self.compare, "Compare")
+        self.setCentralWidget(self.tabs)
+
+        self.landscape_list = LandscapeList(self.state)
+        self.display_panel = DisplayPanel(self.state)
+        self.info_panel = InfoPanel(self.state)
+        self.info_panel.resume_requested.connect(self.resume_current)
+        for title, widget, name in (("Landscapes", self.landscape_list, "landscapes"),
+                                    ("Display", self.display_panel, "display"),
+                                    ("Info", self.info_panel, "info")):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock_{name}")
+            dock.setWidget(widget)
+            self.addDockWidget(Qt.LeftDockWidgetArea, dock)
+
+        self.hover_label = QLabel("")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setVisible(False)
+        self.eta_label = QLabel("")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.runner.cancel_current)
+        bar = self.statusBar()
+        bar.addWidget(self.hover_label, 1)
+        bar.addPermanentWidget(self.eta_label)
+        bar.addPermanentWidget(self.progress_bar)
+        bar.addPermanentWidget(self.cancel_button)
+
+        self.heatmap.hovered.connect(self.show_hover)
+        self.runner.started.connect(self._job_started)
+        self.runner.progressed.connect(self._job_progressed)
+        self.runner.finished.connect(self._job_finished)
+        self.runner.cancelled.connect(self._job_cancelled)
+        self.runner.failed.connect(self._job_failed)
+        self.runner.idle.connect(self._jobs_idle)
+        self.state.current_changed.connect(lambda _l: self._update_3d(reset=True))
+        self.state.updated.connect(lambda l: self._update_3d() if l is self.state.current else None)
+        self.state.view.changed.connect(self._view_changed)
+        self.state.current_changed.connect(lambda _l: self._update_title())
+        self._build_menus()
+        self._restore_window()
+        self._update_3d(reset=True)
+
+    # -- menus -------------------------------------------------------------------------------
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "Open &Checkpoint…", self.open_checkpoint_dialog, QKeySequence.Open,
+                     "Open one or several checkpoints and compute a surface around them")
+        self._action(file_menu, "Open &Grid…", self.open_grid_dialog, "Ctrl+G",
+                     "Open surface files: Landscape's or Li et al.'s loss-landscape .h5")
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        self._action(file_menu, "Export &Figure…", self.export_figure_dialog, "Ctrl+E",
+                     "Save the current view as PNG (any size) or SVG")
+        self._action(file_menu, "Export Gri&d…", self.export_grid_dialog, "Ctrl+Shift+E",
+                     "Save the current surface as Landscape HDF5, CSV or ParaView .vtp")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Close Surface", self.close_current, QKeySequence.Close)
+        self._action(file_menu, "&Quit", self.close, QKeySequence.Quit)
+
+        compute = bar.addMenu("&Compute")
+        self._action(compute, "&New Surface…", self.new_surface_dialog, "Ctrl+N",
+                     "Compute a surface around the checkpoint of the current surface")
+        self._action(compute, "Compute Slice &Line", self.compute_slice_line, "Ctrl+L",
+                     "Evaluate the model along the slice line at full resolution")
+        self._action(compute, "&Resume Computing", self.resume_current, None,
+                     "Compute the points the current file is missing")
+        self._action(compute, "&Cancel Job", self.runner.cancel_current, "Esc")
+        compute.addSeparator()
+        self._action(compute, "&Pin Slice Profile", self.pin_slice_profile, "Ctrl+P",
+                     "Keep the current slice profile in the 1D view for comparison")
+        self._action(compute, "Clear Pinned &Curves", self.state.unpin_all)
+
+        samples = bar.addMenu("&Samples")
+        self._action(samples, "&Train Sample…", self.train_sample_dialog, "Ctrl+T",
+                     "Train a built-in recipe with a live loss curve, then compute its surface")
+
+        view = bar.addMenu("&View")
+        self._action(view, "&Explore", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
+        self._action(view, "&Compare", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
+        self._action(view, "&Reset Slice Line", self.reset_slice)
+        for menu in (file_menu, compute, samples, view):
+            menu.setToolTipsVisible(True)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        files = self.settings.recent_files()
+        if not files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+            return
+        for path in files:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _c=False, p=path: self.open_paths([p]))
+        self.recent_menu.addSeparator()
+        self.recent_menu.addAction("Clear", self.settings.clear_recent)
+
+    # -- errors ----------------------------------------------------------------------------
+    def show_error(self, message: str, details: str = "") -> None:
+        """A one-line message with details on request; never blocks, never closes anything."""
+        self.errors.append((message, details))
+        box = QMessageBox(QMessageBox.Critical, "Landscape", message, QMessageBox.Ok, self)
+        if details:
+            box.setDetailedText(details)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.open()
+        self.error_box = box
+        self.statusBar().showMessage(message, 10000)
+
+    def _guard(self, what, *args):
+        """Run ``what(*args)``; a LandscapeError or a bug becomes an error dialog, not a crash."""
+        try:
+            return what(*args)
+        except LandscapeError as exc:
+            self.show_error(one_line(exc), traceback.format_exc())
+        except Exception as exc:  # a library error or a bug: report it, keep the window alive
+            self.show_error(f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
+        return None
+
+    # -- opening -------------------------------------------------------------------------------
+    def open_paths(self, paths: list[str | Path]) -> None:
+        """Open files by what they are: surface files as grids, anything else as checkpoints."""
+        grids, checkpoints = [], []
+        for path in map(Path, paths):
+            if path.suffix.lower() in (".h5", ".hdf5"):
+                grids.append(path)
+            else:
+                checkpoints.append(path)
+        for path in grids:
+            self.open_grid(path)
+        if checkpoints:
+            self.open_checkpoints(checkpoints)
+
+    def open_grid(self, path: str | Path, resume: bool = True) -> Landscape | None:
+        """Read a surface file and show it; a partial Landscape file is resumed."""
+        landscape = self._guard(Landscape.open, path)
+        if landscape is None:
+            return None
+        landscape = self.state.add(landscape)
+        self.settings.add_recent(path)
+        self.settings.set_last_folder("grids", path)
+        if resume and landscape.surface.format == "landscape" and not landscape.complete:
+            age = time.time() - Path(path).stat().st_mtime
+            if age < RECENTLY_WRITTEN_SECONDS and not self._is_running(path):
+                self.statusBar().showMessage(
+                    f"{Path(path).name} was written {age:.0f} s ago, maybe by another process: "
+                    "use Compute ▸ Resume Computing to finish it here", 10000)
+            else:
+                self.resume_current()
+        return landscape
+
+    def open_grid_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open surface files", self.settings.last_folder("grids"),
+                                                GRID_FILTER)
+        for path in paths:
+            self.open_grid(path)
+
+    def open_checkpoint_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open checkpoints", self.settings.last_folder("checkpoints"),
+                                                CHECKPOINT_FILTER)
+        if paths:
+            self.open_checkpoints([Path(p) for p in paths])
+
+    def open_checkpoints(self, paths: list[Path]) -> None:
+        """Ask model/data where needed, then surface settings once, and queue one job per checkpoint."""
+        from landscape_gui.dialogs.compute_dialog import ComputeDialog
+        from landscape_gui.dialogs.model_dialog import ModelDialog, automatic_choice
+
+        choices = []
+        for path in paths:
+            self.settings.set_last_folder("checkpoints", path)
+            if not path.is_file():
+                self.show_error(f"no such checkpoint: {path}")
+                continue
+            choice = self._guard(automatic_choice, path)
+            if choice is None:
+                dialog = ModelDialog(path, settings=self.settings.q, parent=self)
+                if not dialog.exec():
+                    continue
+                choice = dialog.choice()
+            choices.append((path, choice))
+        if not choices:
+            return
+        first_path, first_choice = choices[0]
+        dialog = ComputeDialog(first_path, first_choice, settings=self.settings.q, parent=self)
+        if len(choices) > 1:
+            dialog.setWindowTitle(f"New surface for {len(choices)} checkpoints (same settings)")
+        if not dialog.exec():
+            return
+        template = dialog.request()
+        for path, choice in choices:
+            request = template if path == first_path else same_settings_for(template, path, choice)
+            self.submit(request)
+
+    # -- computing -----------------------------------------------------------------------------
+    def submit(self, request: SurfaceRequest) -> None:
+        """Queue a surface job; its file opens as soon as the job has created it."""
+        self.runner.submit(request)
+        self._show_progress(True)
+
+    def _is_running(self, path: str | Path) -> bool:
+        current = self.runner.current
+        return current is not None and Path(current.out).resolve() == Path(path).resolve()
+
+    def resume_current(self) -> None:
+        landscape = self.state.current
+        if landscape is None or landscape.complete or landscape.surface.format != "landscape":
+            return
+        if self._is_running(landscape.path):
+            return
+        request = self._guard(resume_request, landscape.path)
+        if request is not None:
+            self.statusBar().showMessage(f"resuming {landscape.path.name}", 5000)
+            self.submit(request)
+
+    def new_surface_dialog(self) -> None:
+        landscape = self.state.current
+        checkpoint = landscape.surface.attrs.get("checkpoint") if landscape is not None else None
+        if checkpoint and Path(checkpoint).is_file():
+            self.open_checkpoints([Path(checkpoint)])
+        else:
+            self.open_checkpoint_dialog()
+
+    def compute_slice_line(self) -> None:
+        """Evaluate the model along the slice line at full resolution (a 1D file next to the surface)."""
+        landscape = self.state.current
+        segment = self.state.view.slice
+        if landscape is None or segment is None or landscape.surface.dimensions != 2:
+            self.show_error("draw a slice line on a 2D Landscape surface first")
+            return
+        request = self._guard(line_request, landscape.path, segment[0], segment[1], LINE_POINTS)
+        if request is not None:
+            self._pending_line = request.out
+            self.submit(request)
+
+    def _show_progress(self, busy: bool) -> None:
+        self.progress_bar.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        self.eta_label.setVisible(busy)
+
+    def _job_started(self, started: Started) -> None:
+        request = started.request
+        out = Path(request.out)
+        landscape = self._guard(Landscape.open, out)
+        if landscape is not None:
+            is_line = getattr(self, "_pending_line", None) == request.out
+            landscape = self.state.add(landscape, make_current=not is_line)
+            landscape.computing = True
+            self.settings.add_recent(out)
+        self.progress_bar.setRange(0, started.total)
+        self.progress_bar.setValue(started.resumed_from)
+        self.progress_bar.setFormat(f"{out.name}: %v/%m")
+        for message in started.messages:
+            self.statusBar().showMessage(message, 5000)
+        self._show_progress(True)
+
+    def _job_progressed(self, request: SurfaceRequest, progress: SurfaceProgress) -> None:
+        landscape = self.state.find(request.out)
+        if landscape is not None:
+            metrics = {"train_loss": progress.loss, "train_acc": progress.acc}
+            self.state.values_arrived(landscape, progress.indices, metrics)
+        self.progress_bar.setValue(progress.done)
+        eta = "" if progress.eta is None else f"ETA {format_seconds(progress.eta)}"
+        self.eta_label.setText(f"{progress.done}/{progress.total}  {eta}")
+
+    def _job_finished(self, request: SurfaceRequest, summary) -> None:
+        landscape = self.state.find(request.out)
+        if landscape is not None:
+            landscape.computing = False
+            self._guard(landscape.reload)
+            self.state.updated.emit(landscape)
+            if "line" in landscape.surface.attrs and landscape.surface.dimensions == 1:
+                self._pin_line(landscape)
+        if summary is not None:
+            note = f"{Path(request.out).name}: {summary.done}/{summary.total} points in {summary.elapsed:.1f} s"
+            if summary.nonfinite:
+                note += f", {summary.nonfinite} non-finite (shown in magenta)"
+            self.statusBar().showMessage(note, 10000)
+
+    def _job_cancelled(self, request: SurfaceRequest, summary) -> None:
+        landscape = self.state.find(request.out)
+        if landscape is not None:
+            landscape.computing = False
+            self.state.updated.emit(landscape)
+        done = f"{summary.done}/{summary.total} points" if summary is not None else "the points computed"
+        self.statusBar().showMessage(f"cancelled: {done} are saved in {request.out}; open it again to resume",
+                                     10000)
+
+    def _job_failed(self, request: SurfaceRequest, message: str, details: str) -> None:
+        landscape = self.state.find(request.out) if request is not None else None
+        if landscape is not None:
+            landscape.computing = False
+        self.show_error(message, details)
+
+    def _jobs_idle(self) -> None:
+        self._show_progress(False)
+        self.eta_label.setText("")
+
+    # -- the slice line ----------------------------------------------------------------------
+    def reset_slice(self) -> None:
+        from landscape_gui.state import default_slice
+
+        if self.state.current is not None and self.state.current.surface.dimensions == 2:
+            self.state.view.slice = default_slice(self.state.current.surface)
+
+    def pin_slice_profile(self) -> None:
+        profile = self.profile.last_profile
+        current = self.state.current
+        if profile is None or current is None:
+            return
+        (x0, y0), (x1, y1) = self.state.view.slice
+        label = f"{current.name}: ({x0:.2f}, {y0:.2f})→({x1:.2f}, {y1:.2f})"
+        self.state.pin(curve_from_profile(f"pin:{label}", label, profile))
+
+    def _pin_line(self, landscape: Landscape) -> None:
+        """Show a computed line in the 1D view, on the same distance axis as the live profile."""
+        surface = landscape.surface
+        x0, y0, x1, y1 = json.loads(surface.attrs["line"])
+        length = ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5
+        values = {m: v.copy() for m, v in surface.values.items()}
+        self.state.pin(Curve(key=f"line:{landscape.path}", label=f"{landscape.name} (computed)",
+                             x=surface.x * length, values=values))
+
+    # -- hover -------------------------------------------------------------------------------
+    def show_hover(self, x: float, y: float) -> None:
+        from engine.profile import nearest_node
+
+        landscape = self.state.current
+        if landscape is None or landscape.surface.dimensions != 2:
+            return
+        surface = landscape.surface
+        node = nearest_node(surface.x, surface.y, x, y)
+        if node is None:
+            self.hover_label.setText(f"x {x:.4g}, y {y:.4g}")
+            return
+        i, j = node
+        parts = [f"x {surface.x[i]:.4g}, y {surface.y[j]:.4g}"]
+        if not surface.done[j, i]:
+            parts.append("not computed yet")
+        else:
+            for metric, values in surface.values.items():
+                parts.append(f"{metric} {values[j, i]:.6g}" + ("%" if metric.endswith("acc") else ""))
+        self.hover_label.setText(",  ".join(parts))
+
+    # -- 3D --------------------------------------------------------------------------------------
+    def _update_3d(self, reset: bool = False) -> None:
+        if not self.surface3d.available:
+            return
+        landscape = self.state.current
+        if landscape is None or landscape.surface.dimensions != 2:
+            return
+        view = self.state.view
+        grid = landscape.grid(view.metric)
+        low, high = grid.levels(view.scale, view.clip_percentile)
+        self.surface3d.set_surface(landscape.surface.x, landscape.surface.y, grid.image(view.scale), (low, high),
+                                   colormap(view.colormap))
+        metric = view.metric if view.metric in landscape.surface.values else landscape.metrics[0]
+        self.surface3d.set_axis_labels("x", "y", f"log10 {metric}" if view.scale == "log" else metric)
+        if reset:
+            self.surface3d.reset_camera()
+
+    def _view_changed(self, name: str) -> None:
+        if name == "colormap":
+            self.surface3d.set_colormap(colormap(self.state.view.colormap))
+        elif name in ("metric", "scale", "clip_percentile"):
+            self._update_3d()
+        if name in ("colormap", "scale", "clip_percentile", "contours"):
+            self.settings.set_display(self.state.view.as_dict())
+
+    # -- export -----------------------------------------------------------------------------------
+    def export_grid(self, path: str | Path) -> Path | None:
+        landscape = self.state.current
+        if landscape is None:
+            self.show_error("open a surface before exporting it")
+            return None
+        out = self._guard(export_grid, landscape.surface, path, self.state.view.metric)
+        if out is not None:
+            self.settings.set_last_folder("exports", out)
+            self.statusBar().showMessage(f"exported {out}", 5000)
+        return out
+
+    def export_grid_dialog(self) -> None:
+        if self.state.current is None:
+            self.show_error("open a surface before exporting it")
+            return
+        start = str(Path(self.settings.last_folder("exports")) / f"{self.state.current.path.stem}.vtp")
+        path, _ = QFileDialog.getSaveFileName(self, "Export grid", start, EXPORT_GRID_FILTER)
+        if path:
+            self.export_grid(path)
+
+    def figure_target(self):
+        """What Export Figure saves: the Compare tab when shown, else the 2D map."""
+        return self.compare if self.tabs.currentWidget() is self.compare else self.heatmap
+
+    def export_figure(self, path: str | Path, width: int | None = None, height: int | None = None) -> Path | None:
+        from landscape_gui.figure_export import export_figure
+
+        out = self._guard(export_figure, self.figure_target(), path, width, height)
+        if out is not None:
+            self.settings.set_last_folder("figures", out)
+            self.statusBar().showMessage(f"saved {out}", 5000)
+        return out
+
+    def export_figure_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export figure", self.settings.last_folder("figures"),
+                                              EXPORT_FIGURE_FILTER)
+        if not path:
+            return
+        width = height = None
+        if path.lower().endswith(".png"):
+            target = self.figure_target()
+            text, ok = QInputDialog.getText(self, "Figure size", "Width x height in pixels:",
+                                            text=f"{2 * target.width()}x{2 * target.height()}")
+            if not ok:
+                return
+            try:
+                width, height = (int(v) for v in text.lower().replace(" ", "").split("x"))
+            except ValueError:
+                self.show_error(f"'{text}' is not WIDTHxHEIGHT, for example 1600x1200")
+                return
+        self.export_figure(path, width, height)
+
+    def screenshot(self, path: str | Path, size: QSize | None = None) -> Path:
+        """Render the whole window (the 3D view's GL content included) to a PNG."""
+        if size is not None:
+            self.resize(size)
+        image = self.grab().toImage().convertToFormat(QImage.Format_ARGB32)
+        if self.surface3d.available and self.surface3d.isVisible():
+            painter = QPainter(image)
+            origin = self.surface3d.mapTo(self, self.surface3d.rect().topLeft())
+            scale = image.width() / max(1, self.width())
+            gl = self.surface3d.grab_image(int(self.surface3d.width() * scale), int(self.surface3d.height() * scale))
+            painter.drawImage(int(origin.x() * scale), int(origin.y() * scale), gl)
+            painter.end()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not image.save(str(path)):
+            raise LandscapeError(f"could not write {path}; check the folder exists and is writable")
+        return path
+
+    # -- samples ------------------------------------------------------------------------------------
+    def train_sample_dialog(self) -> None:
+        from landscape_gui.dialogs.train_dialog import TrainSampleDialog
+        from samples.first_run import cache_root
+
+        base = Path(self.settings.last_folder("samples")) if self.settings.q.contains("folders/samples") \
+            else cache_root() / "runs"
+        dialog = TrainSampleDialog(base_folder=base, parent=self)
+        if dialog.exec() and dialog.result_value() is not None:
+            result = dialog.result_value()
+            self.settings.set_last_folder("samples", result.out)
+            self.open_checkpoints([Path(p) for p in result.checkpoints])
+
+    # -- closing --------------------------------------------------------------------------------------
+    def close_current(self) -> None:
+        landscape = self.state.current
+        if landscape is not None:
+            if self._is_running(landscape.path):
+                self.runner.cancel_all()
+            self.state.remove(landscape)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt naming
+        """Cancel jobs cleanly (every computed point is on disk already) and save the layout."""
+        self.runner.cancel_all(wait=True)
+        self.settings.set_window(self.saveGeometry(), self.saveState())
+        self.settings.set_display(self.state.view.as_dict())
+        self.settings.sync()
+        super().closeEvent(event)
+
+    def _restore_window(self) -> None:
+        geometry, state = self.settings.window()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 900)
+        if state is not None:
+            self.restoreState(state)
+
+    def _apply_display_settings(self) -> None:
+        for key, value in self.settings.display().items():
+            try:
+                self.state.view.set(key, value)
+            except (ValueError, AttributeError):
+                pass
+
+    def _update_title(self) -> None:
+        current = self.state.current
+        self.setWindowTitle(f"Landscape — {current.name}" if current is not None else "Landscape")
+
+
+def same_settings_for(template: SurfaceRequest, checkpoint: Path, choice) -> SurfaceRequest:
+    """The template request for another checkpoint: its own model/data, output named after it."""
+    from dataclasses import replace
+
+    out = Path(template.out)
+    stem = checkpoint.stem if checkpoint.stem not in ("model", "checkpoint") else checkpoint.parent.name
+    return replace(template, checkpoint=str(checkpoint), model=choice.model, model_kwargs=choice.model_kwargs,
+                   data=choice.data, trust_pickle=choice.trust_pickle,
+                   out=str(checkpoint.parent / f"{stem}_{out.name.split('_', 1)[-1]}"))
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+    return f"{seconds // 3600:.0f} h {(seconds % 3600) // 60:.0f} min"
+
+
+def run_later(callback, ms: int = 0) -> None:
+    QTimer.singleShot(ms, callback)

@@ -1,0 +1,77 @@
+"""What persists between runs: recent files, last folders, display choices, window layout.
+
+A thin layer over QSettings so tests can hand the window a QSettings on a temp
+ini file and so every key lives in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings
+
+ORGANIZATION = "Landscape"
+APPLICATION = "Landscape"
+MAX_RECENT = 12
+
+
+def default_settings() -> QSettings:
+    return QSettings(QSettings.IniFormat, QSettings.UserScope, ORGANIZATION, APPLICATION)
+
+
+class AppSettings:
+    """Typed access to the app's QSettings."""
+
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self.q = qsettings if qsettings is not None else default_settings()
+
+    # -- recent files ----------------------------------------------------------------------
+    def recent_files(self) -> list[str]:
+        value = self.q.value("recent/files", [])
+        files = [value] if isinstance(value, str) else list(value or [])
+        return [f for f in files if f]
+
+    def add_recent(self, path: str | Path) -> None:
+        path = str(Path(path).resolve())
+        files = [path] + [f for f in self.recent_files() if f != path]
+        self.q.setValue("recent/files", files[:MAX_RECENT])
+
+    def clear_recent(self) -> None:
+        self.q.setValue("recent/files", [])
+
+    # -- folders ----------------------------------------------------------------------------
+    def last_folder(self, kind: str) -> str:
+        return str(self.q.value(f"folders/{kind}", str(Path.home())))
+
+    def set_last_folder(self, kind: str, path: str | Path) -> None:
+        path = Path(path)
+        self.q.setValue(f"folders/{kind}", str(path if path.is_dir() else path.parent))
+
+    # -- display ----------------------------------------------------------------------------
+    def display(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, kind in (("colormap", str), ("scale", str), ("clip_percentile", float), ("contours", int)):
+            value = self.q.value(f"display/{key}")
+            if value is not None:
+                try:
+                    out[key] = kind(value)
+                except (TypeError, ValueError):
+                    pass
+        return out
+
+    def set_display(self, values: dict[str, Any]) -> None:
+        for key in ("colormap", "scale", "clip_percentile", "contours"):
+            if key in values:
+                self.q.setValue(f"display/{key}", values[key])
+
+    # -- window layout -------------------------------------------------------------------
+    def window(self) -> tuple[QByteArray | None, QByteArray | None]:
+        return self.q.value("window/geometry"), self.q.value("window/state")
+
+    def set_window(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.q.setValue("window/geometry", geometry)
+        self.q.setValue("window/state", state)
+
+    def sync(self) -> None:
+        self.q.sync()

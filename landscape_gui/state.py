@@ -1,0 +1,247 @@
+"""The app's state as plain Python objects (no Qt), which views are given and tests drive.
+
+``AppState`` holds the open landscapes and the current one; ``ViewState`` holds how
+they are shown (metric, scale, clip, colormap, contours, the slice line). Both emit
+events; views subscribe and write back only through these objects, so a test can
+set ``view.slice = ...`` and check what every view shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from engine.display import SCALES, DisplayGrid
+from engine.surface_file import Surface, read_surface
+
+Point = tuple[float, float]
+
+
+class Event:
+    """A list of callbacks: ``connect(f)``, ``emit(*args)`` calls each (napari's EventEmitter, minus Qt)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[..., Any]] = []
+
+    def connect(self, callback: Callable[..., Any]) -> None:
+        self._callbacks.append(callback)
+
+    def disconnect(self, callback: Callable[..., Any]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def emit(self, *args: Any) -> None:
+        for callback in list(self._callbacks):
+            callback(*args)
+
+
+@dataclass(eq=False)
+class Landscape:
+    """One open surface (file on disk, maybe still being computed) and its cached display grids."""
+
+    surface: Surface
+    name: str
+    computing: bool = False
+    _grids: dict[str, DisplayGrid] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Landscape":
+        surface = read_surface(path)
+        return cls(surface=surface, name=display_name(surface))
+
+    @property
+    def path(self) -> Path:
+        return self.surface.path
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.surface.values)
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        return int(self.surface.done.sum()), int(self.surface.done.size)
+
+    @property
+    def complete(self) -> bool:
+        done, total = self.progress
+        return done == total
+
+    def grid(self, metric: str) -> DisplayGrid:
+        """Display arrays of ``metric`` (cached until new values arrive)."""
+        if metric not in self.surface.values:
+            metric = self.metrics[0]
+        if metric not in self._grids:
+            self._grids[metric] = DisplayGrid(self.surface.values[metric], self.surface.done)
+        return self._grids[metric]
+
+    def add_values(self, indices: np.ndarray, values: dict[str, np.ndarray | None]) -> None:
+        """Fold a running job's new points in (flat indices j * nx + i) and drop stale caches."""
+        done = self.surface.done.reshape(-1)
+        for metric, array in values.items():
+            if array is not None and metric in self.surface.values:
+                self.surface.values[metric].reshape(-1)[indices] = array
+        done[indices] = True
+        self._grids.clear()
+
+    def reload(self) -> None:
+        """Re-read the file (after a job finished), keeping the name."""
+        self.surface = read_surface(self.surface.path)
+        self._grids.clear()
+
+
+def display_name(surface: Surface) -> str:
+    """A short label: the file name, plus the trainer's width and seed when recorded."""
+    import json
+
+    label = surface.path.stem
+    try:
+        meta = json.loads(surface.attrs.get("checkpoint_metadata") or "{}")
+    except (TypeError, ValueError):
+        meta = {}
+    extras = [f"{k} {meta[k]}" for k in ("width", "seed") if k in meta]
+    if surface.path.stem in ("surface", "model") and surface.path.parent.name:
+        label = f"{surface.path.parent.name}/{label}"
+    return f"{label} ({', '.join(extras)})" if extras else label
+
+
+@dataclass
+class Curve:
+    """A pinned 1D curve shown in the profile view (a profile, a computed line, a 1D surface)."""
+
+    key: str
+    label: str
+    x: np.ndarray
+    values: dict[str, np.ndarray]
+    x_label: str = "distance along the line"
+
+
+class ViewState:
+    """How landscapes are shown; every setter emits ``changed(name)`` if the value changed."""
+
+    FIELDS = ("metric", "scale", "clip_percentile", "colormap", "contours", "slice", "show_trajectory")
+
+    def __init__(self) -> None:
+        self.changed = Event()
+        self._values: dict[str, Any] = {
+            "metric": "train_loss",
+            "scale": "log",
+            "clip_percentile": 100.0,
+            "colormap": "viridis",
+            "contours": 10,
+            "slice": None,  # (start, end) in the plane's coordinates
+            "show_trajectory": True,
+        }
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("_values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ViewState.FIELDS:
+            self.set(name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def set(self, name: str, value: Any) -> None:
+        if name not in self._values:
+            raise AttributeError(name)
+        if name == "scale" and value not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}")
+        if name == "slice" and value is not None:
+            (x0, y0), (x1, y1) = value
+            value = ((float(x0), float(y0)), (float(x1), float(y1)))
+        if name == "clip_percentile":
+            value = float(min(100.0, max(50.0, value)))
+        if self._values[name] == value:
+            return
+        self._values[name] = value
+        self.changed.emit(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+class AppState:
+    """The open landscapes, which one is current, which are compared, and pinned curves."""
+
+    def __init__(self) -> None:
+        self.landscapes: list[Landscape] = []
+        self.current: Landscape | None = None
+        self.compared: list[Landscape] = []
+        self.curves: list[Curve] = []
+        self.view = ViewState()
+        self.opened = Event()  # (landscape)
+        self.closed = Event()  # (landscape)
+        self.current_changed = Event()  # (landscape | None)
+        self.updated = Event()  # (landscape): new values
+        self.compared_changed = Event()
+        self.curves_changed = Event()
+
+    def find(self, path: str | Path) -> Landscape | None:
+        path = Path(path).resolve()
+        return next((l for l in self.landscapes if l.path.resolve() == path), None)
+
+    def add(self, landscape: Landscape, make_current: bool = True) -> Landscape:
+        """Add (or replace the open copy of the same file) and usually make it current."""
+        existing = self.find(landscape.path)
+        if existing is not None:
+            existing.surface = landscape.surface
+            existing._grids.clear()
+            landscape = existing
+            self.updated.emit(landscape)
+        else:
+            self.landscapes.append(landscape)
+            self.opened.emit(landscape)
+            if landscape.surface.dimensions == 2 and len([l for l in self.compared]) < 6:
+                self.compared.append(landscape)
+                self.compared_changed.emit()
+        if make_current:
+            self.set_current(landscape)
+        return landscape
+
+    def set_current(self, landscape: Landscape | None) -> None:
+        if landscape is self.current:
+            return
+        self.current = landscape
+        if landscape is not None and landscape.surface.dimensions == 2:
+            self.view.set("slice", default_slice(landscape.surface))
+        self.current_changed.emit(landscape)
+
+    def remove(self, landscape: Landscape) -> None:
+        if landscape not in self.landscapes:
+            return
+        index = self.landscapes.index(landscape)
+        self.landscapes.remove(landscape)
+        if landscape in self.compared:
+            self.compared.remove(landscape)
+            self.compared_changed.emit()
+        self.closed.emit(landscape)
+        if self.current is landscape:
+            self.set_current(self.landscapes[min(index, len(self.landscapes) - 1)] if self.landscapes else None)
+
+    def set_compared(self, landscapes: list[Landscape]) -> None:
+        self.compared = [l for l in landscapes if l in self.landscapes and l.surface.dimensions == 2]
+        self.compared_changed.emit()
+
+    def values_arrived(self, landscape: Landscape, indices: np.ndarray, values: dict[str, np.ndarray | None]) -> None:
+        landscape.add_values(indices, values)
+        self.updated.emit(landscape)
+
+    def pin(self, curve: Curve) -> None:
+        self.curves = [c for c in self.curves if c.key != curve.key] + [curve]
+        self.curves_changed.emit()
+
+    def unpin_all(self) -> None:
+        self.curves = []
+        self.curves_changed.emit()
+
+
+def default_slice(surface: Surface) -> tuple[Point, Point]:
+    """The x axis through the middle of the grid (the origin for symmetric ranges)."""
+    y_mid = float(surface.y[len(surface.y) // 2]) if surface.y is not None else 0.0
+    return (float(surface.x[0]), y_mid), (float(surface.x[-1]), y_mid)

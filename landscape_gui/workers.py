@@ -1,0 +1,130 @@
+"""Run engine generators off the GUI thread (the superqt GeneratorWorker pattern).
+
+The main thread builds an immutable request and a function that turns it into a
+generator; the worker thread iterates it and sends every yielded value back as a
+signal. Cancel is a flag checked between yields, so an engine job stops at a step
+boundary with everything it computed already on disk. Workers never touch widgets.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Callable, Iterable
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+from engine.errors import LandscapeError
+from engine.references import one_line
+
+
+class GeneratorWorker(QThread):
+    """Iterates ``make()`` in a thread; emits ``yielded`` per item and exactly one ending signal.
+
+    ``make`` runs in the worker thread too, so slow set-up (loading a checkpoint,
+    hashing data) never blocks the window. Endings: ``returned(value)`` after the
+    generator ran out (``value`` is its ``return`` value), ``aborted()`` after a
+    cancel, ``errored(message, details)`` with a one-line message for the user and
+    the traceback as details. ``on_cancel`` is called from :meth:`cancel` so a job
+    object with its own cancel flag (``SurfaceJob.cancel``) stops as soon as it can.
+    """
+
+    yielded = Signal(object)
+    returned = Signal(object)
+    errored = Signal(str, str)
+    aborted = Signal()
+
+    def __init__(self, make: Callable[[], Iterable[Any]], on_cancel: Callable[[], None] | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._make = make
+        self._on_cancel = on_cancel
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Ask the work to stop at its next step; safe to call from any thread, more than once."""
+        self._cancelled = True
+        if self._on_cancel is not None:
+            self._on_cancel()
+
+    def run(self) -> None:  # noqa: D102 - QThread entry point
+        try:
+            iterator = iter(self._make())
+            result = None
+            while True:
+                if self._cancelled:
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()
+                    self.aborted.emit()
+                    return
+                try:
+                    item = next(iterator)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                self.yielded.emit(item)
+            if self._cancelled:
+                self.aborted.emit()
+            else:
+                self.returned.emit(result)
+        except LandscapeError as exc:
+            self.errored.emit(one_line(exc), traceback.format_exc())
+        except Exception as exc:  # a bug or a library error: still one line for the user, the rest as details
+            self.errored.emit(f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
+
+    def stop_and_wait(self, timeout_ms: int = 30000) -> bool:
+        """Cancel and block until the thread has finished (used when a window closes)."""
+        self.cancel()
+        return self.wait(timeout_ms)
+
+
+class CallbackWorker(QThread):
+    """Runs ``func(report)`` in a thread, for engine calls that report through a callback.
+
+    ``report(*args)`` emits ``progress(args)`` and returns False once :meth:`cancel`
+    was called, which is how ``samples.registry.train`` learns to stop. It ends with
+    ``errored(message, details)`` or ``returned(result)``; a cancelled call that still
+    returns (training keeps the epoch it reached) emits ``aborted()`` just before.
+    """
+
+    progress = Signal(object)
+    returned = Signal(object)
+    errored = Signal(str, str)
+    aborted = Signal()
+
+    def __init__(self, func: Callable[[Callable[..., bool]], Any], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._func = func
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def _report(self, *args: Any) -> bool:
+        self.progress.emit(args)
+        return not self._cancelled
+
+    def run(self) -> None:  # noqa: D102 - QThread entry point
+        try:
+            result = self._func(self._report)
+        except LandscapeError as exc:
+            self.errored.emit(one_line(exc), traceback.format_exc())
+            return
+        except Exception as exc:
+            self.errored.emit(f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
+            return
+        if self._cancelled:
+            self.aborted.emit()
+        self.returned.emit(result)
+
+    def stop_and_wait(self, timeout_ms: int = 30000) -> bool:
+        self.cancel()
+        return self.wait(timeout_ms)
