@@ -32,7 +32,9 @@ def fractional_index(coordinates: np.ndarray, points: np.ndarray) -> np.ndarray:
         points > coordinates[-1] + 1e-12 * max(1.0, abs(coordinates[-1]))
     )
     index[outside] = np.nan
-    return index
+    # Snap to nodes within rounding error, so a sample on a node never leans on its neighbours.
+    nearest = np.round(index)
+    return np.where(np.abs(index - nearest) < 1e-9, nearest, index)
 
 
 def bilinear(grid: np.ndarray, fi: np.ndarray, fj: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,7 @@ from engine.directions import Basis, Direction
 from engine.errors import LandscapeError
 
 FORMAT = "landscape"
+WRITE_ATTEMPTS = 8  # ~1.4 s of patience for a reader in this process to close the file
 FORMAT_VERSION = 1
 AXES = ("x", "y")
 VALUE_DATASETS = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -94,8 +96,11 @@ def open_h5(path: str | Path, mode: str = "r") -> h5py.File:
     if path.is_dir():
         raise LandscapeError(f"{path} is a folder, not an HDF5 file; name a .h5 file")
     try:
-        # Readers don't lock, so a file that a running job is writing can be looked at.
-        return h5py.File(path, mode, locking=False) if mode == "r" else h5py.File(path, mode)
+        # No HDF5 file locks: a file that a running job is writing can be looked at, and HDF5
+        # refuses, within one process, to open a file twice with different locking flags (the
+        # GUI reads while its job thread writes). One writer per file is the engine's own rule:
+        # files are created atomically and only their value arrays change afterwards.
+        return h5py.File(path, mode, locking=False)
     except OSError as exc:
         reason = str(exc).split("(")[-1].rstrip(")") if "(" in str(exc) else str(exc)
         reason = " ".join(reason.split())  # HDF5 errno texts span lines
@@ -184,8 +189,20 @@ class SurfaceFile:
 
     # -- incremental writes -------------------------------------------------------------
     def write_values(self, values: Mapping[str, np.ndarray], done: np.ndarray, attrs: Mapping[str, Any] | None = None) -> None:
-        """Store the whole value arrays, then the done mask (so done never runs ahead of values)."""
-        with open_h5(self.path, "r+") as handle:
+        """Store the whole value arrays, then the done mask (so done never runs ahead of values).
+
+        A reader in this process holding the file open for a moment (HDF5 refuses a second,
+        writable open then) is waited for, a few times, before the error is raised.
+        """
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                handle = open_h5(self.path, "r+")
+                break
+            except LandscapeError:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        with handle:
             for metric, array in values.items():
                 handle[f"train_{metric}"][...] = array.reshape(handle[f"train_{metric}"].shape)
             handle.flush()
