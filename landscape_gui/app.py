@@ -9,7 +9,6 @@ at once on later launches.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 

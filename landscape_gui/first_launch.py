@@ -31,8 +31,7 @@ def start_sample(window, run: FirstRun | None = None) -> FirstRun:
         window.eta_label.setText(f"train loss {loss:.3g}")
 
     def trained(result) -> None:
-        window.cancel_button.clicked.disconnect(worker.cancel)
-        worker.deleteLater()
+        window.cancel_button.clicked.disconnect(cancel_connection)
         if result is None or result.cancelled:
             window._show_progress(False)
             bar.showMessage("sample training cancelled; File ▸ Open Checkpoint or Samples ▸ Train Sample to go on",
@@ -48,7 +47,8 @@ def start_sample(window, run: FirstRun | None = None) -> FirstRun:
     worker.progress.connect(progressed)
     worker.returned.connect(trained)
     worker.errored.connect(failed)
-    window.cancel_button.clicked.connect(worker.cancel)
+    worker.finished.connect(worker.deleteLater)  # QThread.finished: only once run() has returned
+    cancel_connection = window.cancel_button.clicked.connect(worker.cancel)
     window.sample_worker = worker  # kept for tests and for closing
     bar.showMessage(f"first launch: training the {run.recipe} sample into {run.folder}", 5000)
     worker.start()

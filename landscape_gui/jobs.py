@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.surface_file import Surface, read_surface
 from engine.surface_job import SurfaceJob, SurfaceProgress, SurfaceRequest
 from landscape_gui.workers import GeneratorWorker
 
@@ -26,6 +27,7 @@ class Started:
     messages: tuple[str, ...]
     total: int
     resumed_from: int
+    surface: Surface  # the file as the job found or created it, read in the job's own thread
 
 
 class JobRunner(QObject):
@@ -71,7 +73,10 @@ class JobRunner(QObject):
 
         def steps():
             job.prepare()
-            yield Started(request, tuple(job.messages), job.total, job.resumed_from)
+            # Read here, between the job's writes: HDF5 will not open a file read-only in one
+            # thread while another thread of the process has it open for writing.
+            surface = read_surface(request.out)
+            yield Started(request, tuple(job.messages), job.total, job.resumed_from, surface)
             yield from job.run()
 
         worker = GeneratorWorker(steps, on_cancel=job.cancel, parent=self)

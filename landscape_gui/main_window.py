@@ -13,17 +13,16 @@ import time
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
-    QSplitter, QTabWidget, QWidget,
+    QSplitter, QTabWidget,
 )
 
 from engine.errors import LandscapeError
 from engine.grid_export import export_grid
 from engine.references import one_line
-from engine.surface_file import is_landscape_file
 from engine.surface_job import SurfaceProgress, SurfaceRequest, line_request, resume_request
 from landscape_gui.jobs import JobRunner, Started
 from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
@@ -52,6 +51,7 @@ class MainWindow(QMainWindow):
         self.state = state or AppState()
         self.runner = JobRunner(self)
         self.errors: list[tuple[str, str]] = []  # every error shown, for tests and the log
+        self.written_here: set[Path] = set()  # files our own jobs wrote: safe to resume at once
         self.error_box: QMessageBox | None = None
         self.setWindowTitle("Landscape")
         self._apply_display_settings()
@@ -217,6 +217,10 @@ class MainWindow(QMainWindow):
 
     def open_grid(self, path: str | Path, resume: bool = True) -> Landscape | None:
         """Read a surface file and show it; a partial Landscape file is resumed."""
+        running = self.state.find(path)
+        if running is not None and self._is_running(path):
+            self.state.set_current(running)  # our job is writing it; what it shows is current already
+            return running
         landscape = self._guard(Landscape.open, path)
         if landscape is None:
             return None
@@ -225,7 +229,8 @@ class MainWindow(QMainWindow):
         self.settings.set_last_folder("grids", path)
         if resume and landscape.surface.format == "landscape" and not landscape.complete:
             age = time.time() - Path(path).stat().st_mtime
-            if age < RECENTLY_WRITTEN_SECONDS and not self._is_running(path):
+            foreign = Path(path).resolve() not in self.written_here
+            if foreign and age < RECENTLY_WRITTEN_SECONDS and not self._is_running(path):
                 self.statusBar().showMessage(
                     f"{Path(path).name} was written {age:.0f} s ago, maybe by another process: "
                     "use Compute ▸ Resume Computing to finish it here", 10000)
@@ -325,12 +330,12 @@ class MainWindow(QMainWindow):
     def _job_started(self, started: Started) -> None:
         request = started.request
         out = Path(request.out)
-        landscape = self._guard(Landscape.open, out)
-        if landscape is not None:
-            is_line = getattr(self, "_pending_line", None) == request.out
-            landscape = self.state.add(landscape, make_current=not is_line)
-            landscape.computing = True
-            self.settings.add_recent(out)
+        self.written_here.add(out.resolve())
+        landscape = Landscape.from_surface(started.surface)
+        is_line = getattr(self, "_pending_line", None) == request.out
+        landscape = self.state.add(landscape, make_current=not is_line)
+        landscape.computing = True
+        self.settings.add_recent(out)
         self.progress_bar.setRange(0, started.total)
         self.progress_bar.setValue(started.resumed_from)
         self.progress_bar.setFormat(f"{out.name}: %v/%m")
@@ -590,6 +595,3 @@ def format_seconds(seconds: float) -> str:
         return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
     return f"{seconds // 3600:.0f} h {(seconds % 3600) // 60:.0f} min"
 
-
-def run_later(callback, ms: int = 0) -> None:
-    QTimer.singleShot(ms, callback)

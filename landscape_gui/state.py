@@ -49,7 +49,10 @@ class Landscape:
 
     @classmethod
     def open(cls, path: str | Path) -> "Landscape":
-        surface = read_surface(path)
+        return cls.from_surface(read_surface(path))
+
+    @classmethod
+    def from_surface(cls, surface: Surface) -> "Landscape":
         return cls(surface=surface, name=display_name(surface))
 
     @property

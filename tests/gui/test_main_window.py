@@ -1,0 +1,327 @@
+"""The main window with real widgets and real files: open, drag, export, compute, cancel, resume."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QImage, QMouseEvent
+from PySide6.QtWidgets import QApplication
+
+from engine.display import display_values
+from engine.surface_file import read_surface
+from engine.surface_job import SurfaceJob, SurfaceRequest
+from tests.conftest import ROOT, run_cli_env
+from tests.gui.conftest import affine
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _mouse(widget, kind: QEvent.Type, pos: QPoint, button=Qt.LeftButton, buttons=Qt.LeftButton) -> None:
+    """Send one mouse event to a graphics view's viewport (where pyqtgraph listens)."""
+    viewport = widget.viewport()
+    event = QMouseEvent(kind, QPointF(pos), QPointF(viewport.mapToGlobal(pos)), button, buttons, Qt.NoModifier)
+    QApplication.sendEvent(viewport, event)
+
+
+def _view_to_widget(heatmap, x: float, y: float) -> QPoint:
+    scene = heatmap.map_to_scene(x, y)
+    return heatmap.mapFromScene(scene)
+
+
+def _distinct_colors(image: QImage, step: int = 7) -> int:
+    colors = {image.pixel(i, j) for i in range(0, image.width(), step) for j in range(0, image.height(), step)}
+    return len(colors)
+
+
+def _compute(case: dict[str, str], out: Path, **extra) -> Path:
+    request = SurfaceRequest(checkpoint=case["checkpoint"], model=case.get("model"), data=case["data"],
+                             x="-1:1:11", y="-1:1:9", out=str(out), **extra)
+    list(SurfaceJob(request).run())
+    return out
+
+
+# -- opening ---------------------------------------------------------------------------------------
+def test_open_grid_puts_file_values_on_their_coordinates(window, affine_surface):
+    landscape = window.open_grid(affine_surface)
+    assert window.state.current is landscape
+    surface = read_surface(affine_surface)
+    heatmap = window.heatmap
+    expected = display_values(surface.values["train_loss"], surface.done, window.state.view.scale)
+    np.testing.assert_array_equal(heatmap.image.image, expected)
+    # Each grid node (x[i], y[j]) falls inside image pixel (i, j).
+    for i, j in ((0, 0), (40, 32), (7, 25), (20, 16)):
+        pixel = heatmap.image.mapFromParent(QPointF(surface.x[i], surface.y[j]))
+        assert (int(np.floor(pixel.x())), int(np.floor(pixel.y()))) == (i, j)
+    assert heatmap.image.levels is not None and not heatmap.image.getLevels() is None
+    assert str(Path(affine_surface).resolve()) in window.settings.recent_files()
+
+
+def test_open_li_file_shows_its_grid_with_the_missing_point(window, li_surface):
+    landscape = window.open_grid(li_surface)
+    assert landscape.surface.format == "li2018"
+    assert landscape.surface.done.sum() == landscape.surface.done.size - 1
+    status = window.heatmap.status_image.image
+    assert (status == 1).sum() == 1  # the point Li et al.'s run never computed is shown as pending
+    assert not window.errors
+
+
+def test_corrupt_file_shows_a_one_line_error_and_keeps_what_is_open(window, affine_surface, tmp_path):
+    window.open_grid(affine_surface)
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"garbage" * 50)
+    assert window.open_grid(corrupt) is None
+    message, details = window.errors[-1]
+    assert "corrupt" in message and "\n" not in message and details
+    assert window.error_box is not None and window.error_box.isVisible()
+    assert [l.path for l in window.state.landscapes] == [affine_surface]
+    window.open_paths([tmp_path / "missing.pt"])
+    assert "no such checkpoint" in window.errors[-1][0]
+
+
+# -- the slice line ----------------------------------------------------------------------------------
+def test_dragging_the_slice_end_updates_the_profile_live(window, affine_surface, request):
+    import pyqtgraph as pg
+
+    # pyqtgraph's scene drops mouse moves closer together than its rate limit; a test sends them at once.
+    rate = pg.getConfigOption("mouseRateLimit")
+    pg.setConfigOption("mouseRateLimit", -1)
+    request.addfinalizer(lambda: pg.setConfigOption("mouseRateLimit", rate))
+    window.open_grid(affine_surface)
+    heatmap = window.heatmap
+    surface = read_surface(affine_surface)
+    start, end = window.state.view.slice
+    assert start == (-1.0, surface.y[16]) and end == (1.0, surface.y[16])
+    # At grid nodes (a horizontal slice through row 16) the profile is the grid row itself.
+    np.testing.assert_allclose(window.profile.last_profile.values["train_loss"][::5], surface.values["train_loss"][16],
+                               rtol=1e-12)
+
+    press = _view_to_widget(heatmap, *end)
+    _mouse(heatmap, QEvent.MouseButtonPress, press)
+    target = (0.6, 0.5)
+    halfway = _view_to_widget(heatmap, 0.8, 0.25)
+    _mouse(heatmap, QEvent.MouseMove, halfway, button=Qt.NoButton)
+    moving = window.state.view.slice[1]
+    assert moving[0] == pytest.approx(0.8, abs=0.02) and moving[1] == pytest.approx(0.25, abs=0.02)
+    live = window.profile.last_profile  # already redrawn while the button is still down
+    assert live.xs[-1] == pytest.approx(moving[0])
+    _mouse(heatmap, QEvent.MouseMove, _view_to_widget(heatmap, *target), button=Qt.NoButton)
+    _mouse(heatmap, QEvent.MouseButtonRelease, _view_to_widget(heatmap, *target), buttons=Qt.NoButton)
+
+    new_start, new_end = window.state.view.slice
+    assert new_start == pytest.approx(start)
+    assert new_end[0] == pytest.approx(target[0], abs=0.02) and new_end[1] == pytest.approx(target[1], abs=0.02)
+    profile = window.profile.last_profile
+    assert (profile.xs[-1], profile.ys[-1]) == pytest.approx(new_end)
+    # The profile is the grid's own values along the dragged line (exact for an affine loss).
+    expected = 3.0 + 1.5 * profile.xs - 0.75 * profile.ys  # affine(), point by point
+    np.testing.assert_allclose(profile.values["train_loss"], expected, rtol=1e-12)
+    drawn = window.profile.items["live"][0]
+    np.testing.assert_allclose(drawn.yData, profile.values["train_loss"])
+
+
+def test_state_driven_slice_moves_the_handles_and_the_profile(window, affine_surface):
+    window.open_grid(affine_surface)
+    surface = read_surface(affine_surface)
+    window.state.view.slice = ((surface.x[10], surface.y[0]), (surface.x[10], surface.y[-1]))
+    profile = window.profile.last_profile
+    np.testing.assert_allclose(profile.values["train_loss"], affine(np.array([surface.x[10]]), profile.ys)[:, 0],
+                               rtol=1e-12)
+    np.testing.assert_allclose(profile.values["train_loss"][[0, -1]], surface.values["train_loss"][[0, -1], 10])
+    handle_ends = window.heatmap.slice_endpoints()
+    assert handle_ends[0] == pytest.approx((surface.x[10], surface.y[0]))
+    assert handle_ends[1] == pytest.approx((surface.x[10], surface.y[-1]))
+
+
+def test_hover_reports_the_nearest_grid_point(window, affine_surface):
+    window.open_grid(affine_surface)
+    surface = read_surface(affine_surface)
+    window.show_hover(surface.x[5] + 0.001, surface.y[3] - 0.002)
+    text = window.hover_label.text()
+    assert f"train_loss {surface.values['train_loss'][3, 5]:.6g}" in text
+    assert "train_acc" in text
+
+
+# -- display choices never recompute data ---------------------------------------------------------
+def test_colormap_scale_and_clip_changes_never_recompute_the_data(window, affine_surface, monkeypatch):
+    import engine.display
+
+    calls = []
+    original = engine.display.display_values
+    monkeypatch.setattr(engine.display, "display_values", lambda *a: calls.append(a[2]) or original(*a))
+    landscape = window.open_grid(affine_surface)
+    assert calls == ["log"]
+    lut_before = window.heatmap.image.lut
+    window.state.view.colormap = "plasma"
+    assert window.heatmap.image.lut is not lut_before
+    window.state.view.clip_percentile = 90
+    low, high = window.heatmap.image.getLevels()
+    assert high == pytest.approx(np.percentile(landscape.grid("train_loss").image("log"), 90), rel=1e-6)
+    window.state.view.scale = "linear"
+    window.state.view.scale = "log"
+    window.state.view.scale = "linear"
+    assert calls == ["log", "linear"]  # each scale computed once, then swapped in from the cache
+    assert window.heatmap.image.image.dtype == np.float32 and window.heatmap.image.image.flags.c_contiguous
+
+
+# -- export ---------------------------------------------------------------------------------------
+def test_export_png_svg_hdf5_csv_vtp(window, affine_surface, tmp_path):
+    window.open_grid(affine_surface)
+    png = window.export_figure(tmp_path / "fig.png", 1200, 800)
+    image = QImage(str(png))
+    assert (image.width(), image.height()) == (1200, 800)
+    assert _distinct_colors(image) > 30
+    svg = window.export_figure(tmp_path / "fig.svg")
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg") and any(el.tag.endswith("image") for el in root.iter())
+    h5 = window.export_grid(tmp_path / "copy.h5")
+    again = read_surface(h5)
+    original = read_surface(affine_surface)
+    np.testing.assert_array_equal(again.values["train_loss"], original.values["train_loss"])
+    np.testing.assert_array_equal(again.x, original.x)
+    rows = list(csv.DictReader(open(window.export_grid(tmp_path / "grid.csv"))))
+    assert len(rows) == 41 * 33
+    row = rows[3 * 41 + 5]
+    assert float(row["x"]) == original.x[5] and float(row["y"]) == original.y[3]
+    assert float(row["train_loss"]) == original.values["train_loss"][3, 5]
+    vtp = ET.parse(window.export_grid(tmp_path / "grid.vtp")).getroot()
+    piece = next(el for el in vtp.iter() if el.tag == "Piece")
+    assert int(piece.get("NumberOfPoints")) == 41 * 33 and int(piece.get("NumberOfPolys")) == 40 * 32
+    assert not window.errors
+    assert window.export_grid(tmp_path / "grid.xyz") is None and "ending in .h5" in window.errors[-1][0]
+
+
+# -- computing in the window ------------------------------------------------------------------------
+def test_job_progress_cancel_then_reopen_resumes_to_completion(window, regression_case, tmp_path, qtbot):
+    out = tmp_path / "job.h5"
+    request = SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                             data=regression_case["data"], x="-1:1:31", y="-1:1:31", out=str(out),
+                             flush_seconds=1e-5)
+    steps = []
+    window.runner.progressed.connect(lambda _r, p: steps.append(p.done) or (len(steps) == 3 and window.runner.cancel_current()))
+    with qtbot.waitSignal(window.runner.cancelled, timeout=30000):
+        window.submit(request)
+    assert not window.errors
+    assert window.state.find(out) is not None and len(steps) >= 3
+    first = read_surface(out)
+    saved = int(first.done.sum())
+    assert 0 < saved < 31 * 31
+    # The window kept every point it was shown: the open landscape agrees with the file.
+    landscape = window.state.find(out)
+    assert int(landscape.surface.done.sum()) == saved
+    window.close_current()
+    assert window.state.find(out) is None
+
+    with qtbot.waitSignal(window.runner.finished, timeout=60000):
+        window.open_grid(out)  # a partial file this window wrote resumes at once
+    final = read_surface(out)
+    assert final.done.all()
+    fresh = tmp_path / "fresh.h5"
+    list(SurfaceJob(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                                   data=regression_case["data"], x="-1:1:31", y="-1:1:31", out=str(fresh))).run())
+    np.testing.assert_allclose(final.values["train_loss"], read_surface(fresh).values["train_loss"], rtol=1e-6)
+    qtbot.waitUntil(lambda: window.state.find(out).complete, timeout=5000)
+    assert not window.errors
+
+
+def test_compute_slice_line_at_full_resolution_matches_the_grid_at_nodes(window, classification_case, tmp_path,
+                                                                          qtbot):
+    grid_path = _compute(classification_case, tmp_path / "grid.h5")
+    window.open_grid(grid_path)
+    grid = read_surface(grid_path)
+    window.state.view.slice = ((-1.0, grid.y[4]), (1.0, grid.y[4]))
+    with qtbot.waitSignal(window.runner.finished, timeout=60000):
+        window.compute_slice_line()
+    pinned = [c for c in window.state.curves if c.key.startswith("line:")]
+    assert len(pinned) == 1
+    line = pinned[0]
+    # 101 points from x=-1 to 1: every 10th is a grid node of row 4.
+    np.testing.assert_allclose(line.values["train_loss"][::10], grid.values["train_loss"][4], rtol=1e-5)
+    np.testing.assert_allclose(line.x[-1], 2.0)
+    assert window.state.current.path == grid_path  # the 2D map stays in front
+    assert "line:" + str(tmp_path) in " ".join(window.profile.items)
+
+
+def test_compare_tab_uses_one_color_scale(window, regression_case, tmp_path):
+    a = _compute(regression_case, tmp_path / "a.h5")
+    b = _compute(regression_case, tmp_path / "b.h5", seed=3)
+    window.open_grid(a)
+    window.open_grid(b)
+    panels = window.compare.panels
+    assert len(panels) == 2
+    levels = {tuple(np.round(image.getLevels(), 12)) for _plot, image in panels}
+    assert len(levels) == 1
+    low, high = levels.pop()
+    both = np.concatenate([read_surface(p).values["train_loss"].ravel() for p in (a, b)])
+    assert low == pytest.approx(np.percentile(np.log10(both), 0.5), rel=1e-5)
+    assert high == pytest.approx(np.log10(both.max()), rel=1e-5)
+
+
+def test_settings_persist_between_windows(window, affine_surface, qtbot, tmp_path):
+    from landscape_gui.main_window import MainWindow
+
+    window.open_grid(affine_surface)
+    window.state.view.colormap = "magma"
+    window.state.view.clip_percentile = 95.0
+    window.close()
+    again = MainWindow(settings=window.settings)
+    qtbot.addWidget(again)
+    assert again.state.view.colormap == "magma" and again.state.view.clip_percentile == 95.0
+    assert again.settings.recent_files()[0] == str(Path(affine_surface).resolve())
+
+
+# -- first launch and the screenshot command ---------------------------------------------------------
+def test_first_launch_trains_the_sample_and_fills_in_its_surface(window, qtbot, tmp_path, monkeypatch):
+    from landscape_gui.first_launch import start_sample
+    from samples.first_run import FirstRun
+
+    run = FirstRun(folder=tmp_path / "cache" / "mlp-sine", options={"width": 10, "epochs": 100})
+    seen = []
+    window.runner.progressed.connect(lambda _r, p: seen.append(p.done))
+    finished = []
+    window.runner.finished.connect(lambda *_: finished.append(True))
+    start_sample(window, run)
+    qtbot.waitUntil(lambda: bool(finished or window.errors), timeout=120000)
+    assert not window.errors
+    assert not run.needs_training()
+    landscape = window.state.current
+    assert landscape is not None and landscape.path == run.surface and landscape.complete
+    assert seen and seen[-1] == landscape.surface.done.size
+    centre = landscape.surface.values["train_loss"][30, 30]
+    recorded = __import__("json").loads(landscape.surface.attrs["checkpoint_metadata"])["train_loss"]
+    assert centre == pytest.approx(recorded, rel=1e-4)
+    # Second launch: nothing is trained or computed again, the finished file just opens.
+    window.close_current()
+    start_sample(window, run)
+    assert window.state.current.path == run.surface and not window.runner.busy
+
+
+def test_screenshot_command_writes_a_png_of_the_requested_size(affine_surface, tmp_path):
+    out = tmp_path / "shot.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "landscape_gui", "--screenshot", str(out), "--size", "1000x700",
+         "--settings", str(tmp_path / "s.ini"), str(affine_surface)],
+        cwd=ROOT, env={**run_cli_env(), "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (1000, 700)
+    assert _distinct_colors(image, step=5) > 50
+
+
+def test_screenshot_of_a_corrupt_file_exits_nonzero_with_one_line(tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not hdf5")
+    result = subprocess.run(
+        [sys.executable, "-m", "landscape_gui", "--screenshot", str(tmp_path / "x.png"), "--settings",
+         str(tmp_path / "s.ini"), str(bad)],
+        cwd=ROOT, env={**run_cli_env(), "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("landscape-gui: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
