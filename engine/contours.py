@@ -26,38 +26,43 @@ def contour_segments(x: np.ndarray, y: np.ndarray, grid: np.ndarray, level: floa
     if nx < 2 or ny < 2:
         return np.zeros((0, 2))
     v00, v10, v01, v11 = z[:-1, :-1], z[:-1, 1:], z[1:, :-1], z[1:, 1:]
-    above = [v > level for v in (v00, v10, v01, v11)]
-    a00, a10, a01, a11 = above
+    a00, a10, a01, a11 = (v > level for v in (v00, v10, v01, v11))
     crossed = np.stack([a00 != a10, a10 != a11, a01 != a11, a00 != a01], axis=-1)
     finite = np.isfinite(v00) & np.isfinite(v10) & np.isfinite(v01) & np.isfinite(v11)
     crossed &= finite[..., None]
     count = crossed.sum(axis=-1)
 
-    jj, ii = np.meshgrid(np.arange(ny - 1, dtype=np.float64), np.arange(nx - 1, dtype=np.float64), indexing="ij")
+    # Only cells the level passes through get crossing points (a small fraction of the grid).
+    jj, ii = np.nonzero(count >= 2)
+    if jj.size == 0:
+        return np.zeros((0, 2))
+    a, b, c, d = v00[jj, ii], v10[jj, ii], v01[jj, ii], v11[jj, ii]
+    cells_crossed = crossed[jj, ii]
+    cells_count = count[jj, ii]
+    fi, fj = ii.astype(np.float64), jj.astype(np.float64)
 
-    def fraction(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def fraction(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.clip(np.where(b != a, (level - a) / (b - a), 0.5), 0.0, 1.0)
+            return np.clip(np.where(hi != lo, (level - lo) / (hi - lo), 0.5), 0.0, 1.0)
 
     # Crossing point on each edge, in fractional index coordinates (i, j).
-    points = np.empty((ny - 1, nx - 1, 4, 2))
-    points[..., _BOTTOM, 0], points[..., _BOTTOM, 1] = ii + fraction(v00, v10), jj
-    points[..., _RIGHT, 0], points[..., _RIGHT, 1] = ii + 1, jj + fraction(v10, v11)
-    points[..., _TOP, 0], points[..., _TOP, 1] = ii + fraction(v01, v11), jj + 1
-    points[..., _LEFT, 0], points[..., _LEFT, 1] = ii, jj + fraction(v00, v01)
+    points = np.empty((jj.size, 4, 2))
+    points[:, _BOTTOM, 0], points[:, _BOTTOM, 1] = fi + fraction(a, b), fj
+    points[:, _RIGHT, 0], points[:, _RIGHT, 1] = fi + 1, fj + fraction(b, d)
+    points[:, _TOP, 0], points[:, _TOP, 1] = fi + fraction(c, d), fj + 1
+    points[:, _LEFT, 0], points[:, _LEFT, 1] = fi, fj + fraction(a, c)
 
     pieces = []
-    two = count == 2
+    two = cells_count == 2
     if two.any():
-        cells_points = points[two]  # (m, 4, 2)
-        order = np.argsort(~crossed[two], axis=-1, kind="stable")[:, :2]
-        ends = np.take_along_axis(cells_points, order[..., None], axis=1)  # (m, 2, 2)
+        order = np.argsort(~cells_crossed[two], axis=-1, kind="stable")[:, :2]
+        ends = np.take_along_axis(points[two], order[..., None], axis=1)  # (m, 2, 2)
         pieces.append(ends.reshape(-1, 2))
-    four = count == 4
+    four = cells_count == 4
     if four.any():
         p = points[four]
-        center_above = ((v00 + v10 + v01 + v11)[four] / 4.0) > level
-        corner_above = a00[four]
+        center_above = ((a + b + c + d)[four] / 4.0) > level
+        corner_above = (a > level)[four]
         # If the centre sides with the (0,0) corner, the (1,0) and (0,1) corners are cut off.
         join = center_above == corner_above
         first = np.where(join[:, None, None], p[:, [_BOTTOM, _RIGHT]], p[:, [_BOTTOM, _LEFT]])

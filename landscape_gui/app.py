@@ -9,6 +9,7 @@ at once on later launches.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -68,32 +69,51 @@ def main(argv: list[str] | None = None) -> int:
         missing = [f for f in args.files if not Path(f).exists()]
         if missing:
             raise LandscapeError(f"no such file: {missing[0]}")
+        check_display(args.screenshot is not None)
     except LandscapeError as exc:
         print(f"landscape-gui: error: {exc}", file=sys.stderr)
         return 2
     app = make_app()
     window = build_window(args.files, args.settings)
-    if args.screenshot:
-        return screenshot(app, window, args.screenshot, size)
-    window.show()
     if not args.files and not args.no_sample:
         from landscape_gui.first_launch import start_sample
 
         start_sample(window)
+    if args.screenshot:
+        return screenshot(app, window, args.screenshot, size)
+    window.show()
     return app.exec()
+
+
+def check_display(screenshot: bool) -> None:
+    """Fail with one line (not Qt's abort) when there is no screen; a screenshot needs none."""
+    if os.environ.get("QT_QPA_PLATFORM") or sys.platform != "linux":
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if screenshot:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # rendering to a file needs no screen
+        return
+    raise LandscapeError(
+        "no display found (DISPLAY is not set): run landscape-gui on a desktop, under xvfb-run, or use "
+        "'landscape-gui --screenshot out.png FILES'; on a server, the 'landscape' CLI writes files the app opens later"
+    )
 
 
 def screenshot(app, window, path: str, size: tuple[int, int]) -> int:
     """Show the window at ``size``, let it paint (and any job finish), save a PNG, exit."""
-    from PySide6.QtCore import QElapsedTimer, QSize
+    from PySide6.QtCore import QElapsedTimer, QSize, QThread
 
     window.resize(QSize(*size))
     window.show()
     timer = QElapsedTimer()
     timer.start()
-    while (window.runner.busy or window.runner.queue) and timer.elapsed() < 120_000:
+    def working() -> bool:
+        return window.runner.busy or bool(window.runner.queue) or getattr(window, "sample_pending", False)
+
+    while working() and timer.elapsed() < 300_000:
         app.processEvents()
-        window.runner.worker and window.runner.worker.wait(20)
+        QThread.msleep(20)
     for _ in range(5):
         app.processEvents()
     try:

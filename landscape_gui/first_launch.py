@@ -31,6 +31,7 @@ def start_sample(window, run: FirstRun | None = None) -> FirstRun:
         window.eta_label.setText(f"train loss {loss:.3g}")
 
     def trained(result) -> None:
+        window.sample_pending = False
         window.cancel_button.clicked.disconnect(cancel_connection)
         if result is None or result.cancelled:
             window._show_progress(False)
@@ -41,6 +42,7 @@ def start_sample(window, run: FirstRun | None = None) -> FirstRun:
         _compute_or_open(window, run)
 
     def failed(message: str, details: str) -> None:
+        window.sample_pending = False
         window._show_progress(False)
         window.show_error(message, details)
 
@@ -49,7 +51,8 @@ def start_sample(window, run: FirstRun | None = None) -> FirstRun:
     worker.errored.connect(failed)
     worker.finished.connect(worker.deleteLater)  # QThread.finished: only once run() has returned
     cancel_connection = window.cancel_button.clicked.connect(worker.cancel)
-    window.sample_worker = worker  # kept for tests and for closing
+    window.sample_worker = worker  # kept for closing: the window cancels it
+    window.sample_pending = True  # until the result is handled (a job is queued, or it failed)
     bar.showMessage(f"first launch: training the {run.recipe} sample into {run.folder}", 5000)
     worker.start()
     return run

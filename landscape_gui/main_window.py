@@ -537,7 +537,7 @@ class MainWindow(QMainWindow):
         dialog = TrainSampleDialog(base_folder=base, parent=self)
         if dialog.exec() and dialog.result_value() is not None:
             result = dialog.result_value()
-            self.settings.set_last_folder("samples", result.out)
+            self.settings.set_last_folder("samples", result.out.parent)
             self.open_checkpoints([Path(p) for p in result.checkpoints])
 
     # -- closing --------------------------------------------------------------------------------------
@@ -551,6 +551,12 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt naming
         """Cancel jobs cleanly (every computed point is on disk already) and save the layout."""
         self.runner.cancel_all(wait=True)
+        training = getattr(self, "sample_worker", None)
+        if training is not None and getattr(self, "sample_pending", False):
+            try:
+                training.stop_and_wait()  # the sample keeps the epoch it reached; retrained next launch
+            except RuntimeError:  # already finished and deleted
+                pass
         self.settings.set_window(self.saveGeometry(), self.saveState())
         self.settings.set_display(self.state.view.as_dict())
         self.settings.sync()

@@ -27,6 +27,7 @@ class CompareView(pg.GraphicsLayoutWidget):
         self.panels: list[tuple[pg.PlotItem, pg.ImageItem]] = []
         self.colorbar: pg.ColorBarItem | None = None
         self.levels: tuple[float, float] = (0.0, 1.0)
+        self._stale = False  # the state changed while the tab was hidden: rebuild when shown
         state.compared_changed.connect(self.rebuild)
         state.updated.connect(lambda l: self.refresh() if l in state.compared else None)
         state.view.changed.connect(self._view_changed)
@@ -38,8 +39,17 @@ class CompareView(pg.GraphicsLayoutWidget):
         elif name in ("metric", "scale", "clip_percentile", "contours"):
             self.refresh()
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().showEvent(event)
+        if self._stale:
+            self.rebuild()
+
     def rebuild(self) -> None:
-        """New panel layout for the compared surfaces."""
+        """New panel layout for the compared surfaces (deferred while the tab is hidden)."""
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
         self.clear()
         self.panels = []
         self.colorbar = None
@@ -71,6 +81,9 @@ class CompareView(pg.GraphicsLayoutWidget):
         self.refresh(reset_range=True)
 
     def refresh(self, reset_range: bool = False) -> None:
+        if not self.isVisible():
+            self._stale = True
+            return
         if self.colorbar is None:
             return
         view = self.state.view

@@ -32,7 +32,6 @@ class ProfileView(pg.GraphicsLayoutWidget):
         self.state = state
         self.setBackground("w")
         self.plot: pg.PlotItem = self.addPlot(row=0, col=0)
-        self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "distance along the slice")
         self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor=(40, 40, 40))
         # Accuracy on a second y axis: a ViewBox linked in x (pyqtgraph's MultiplePlotAxes example).

@@ -419,8 +419,9 @@ class Surface3DView(QWidget):
         self._text_items[0].setData(pos=(0.0, -sy * 1.12, self._floor), text=xname + xr, alignment=center)
         self._text_items[1].setData(pos=(sx * 1.08, 0.0, self._floor), text=yname + yr, alignment=left)
         self._text_items[2].setData(
-            pos=(-sx * 1.05, -sy, BOX_HEIGHT), text=f"{zname} {_fmt(lo)} … {_fmt(hi)}",
-            alignment=Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            # above the back-left top corner: centred there, it stays inside the view
+            pos=(-sx, sy, BOX_HEIGHT * 1.04), text=f"{zname} {_fmt(lo)} … {_fmt(hi)}",
+            alignment=Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom,
         )
 
     def _redraw(self, geometry: bool) -> None:

@@ -252,6 +252,7 @@ def test_compare_tab_uses_one_color_scale(window, regression_case, tmp_path):
     b = _compute(regression_case, tmp_path / "b.h5", seed=3)
     window.open_grid(a)
     window.open_grid(b)
+    window.tabs.setCurrentWidget(window.compare)  # the Compare tab is built when shown
     panels = window.compare.panels
     assert len(panels) == 2
     levels = {tuple(np.round(image.getLevels(), 12)) for _plot, image in panels}
@@ -292,7 +293,7 @@ def test_first_launch_trains_the_sample_and_fills_in_its_surface(window, qtbot, 
     landscape = window.state.current
     assert landscape is not None and landscape.path == run.surface and landscape.complete
     assert seen and seen[-1] == landscape.surface.done.size
-    centre = landscape.surface.values["train_loss"][30, 30]
+    centre = landscape.surface.values["train_loss"][50, 50]
     recorded = __import__("json").loads(landscape.surface.attrs["checkpoint_metadata"])["train_loss"]
     assert centre == pytest.approx(recorded, rel=1e-4)
     # Second launch: nothing is trained or computed again, the finished file just opens.
@@ -325,3 +326,35 @@ def test_screenshot_of_a_corrupt_file_exits_nonzero_with_one_line(tmp_path):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("landscape-gui: error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr
+
+
+def test_open_several_checkpoints_queues_one_surface_each_with_the_same_settings(window, qtbot, tmp_path,
+                                                                                monkeypatch):
+    """The width sweep: two self-describing checkpoints, one Compute dialog, two surfaces compared."""
+    from landscape_gui.dialogs.compute_dialog import ComputeDialog
+    from samples.registry import train
+
+    runs = [train("mlp-sine", tmp_path / f"w{w}", seed=0, width=w, epochs=20) for w in (10, 30)]
+    shown = []
+
+    def fill_and_accept(dialog: ComputeDialog) -> int:
+        shown.append(dialog)
+        dialog.set_values(x="-1:1:7", y="-1:1:5", seed=2)
+        return 1
+
+    monkeypatch.setattr(ComputeDialog, "exec", fill_and_accept)
+    done = []
+    window.runner.finished.connect(lambda request, _s: done.append(request))
+    window.open_checkpoints([runs[0].checkpoints[0], runs[1].checkpoints[0]])
+    qtbot.waitUntil(lambda: len(done) == 2 or bool(window.errors), timeout=60000)
+    assert not window.errors and len(shown) == 1
+    outs = {Path(r.out) for r in done}
+    assert len(outs) == 2 and all(out.parent in (tmp_path / "w10", tmp_path / "w30") for out in outs)
+    widths = set()
+    for out in outs:
+        surface = read_surface(out)
+        assert surface.shape == (5, 7) and surface.done.all() and surface.attrs["seed"] == 2
+        widths.add(__import__("json").loads(surface.attrs["checkpoint_metadata"])["width"])
+    assert widths == {10, 30}
+    window.tabs.setCurrentWidget(window.compare)
+    assert len(window.compare.panels) == 2

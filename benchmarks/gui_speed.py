@@ -1,0 +1,186 @@
+"""How responsive the app is on a 201 x 201 surface, next to the matplotlib way of drawing the same.
+
+Two numbers the desktop app promises (issue 3):
+
+* **open**: from ``MainWindow.open_grid`` on a finished 201 x 201 file until the 2D map,
+  its contours and the 1D profile are painted. Budget: 0.5 s. The reference is Li et al.'s
+  ``plot_2D.plot_2d_contour`` (read the .h5, ``plt.contour`` with levels, ``clabel``,
+  ``savefig``), re-implemented with matplotlib's Agg backend on the same file.
+* **drag**: one step of dragging the slice line: the state's slice changes, the engine
+  interpolates the profile along it, the 1D view's curves are replaced and repainted.
+  Budget: well under a frame (16.7 ms). The reference is how a script redraws a profile:
+  ``line.set_data`` + ``canvas.draw`` of a matplotlib figure of the same size.
+
+Run: ``QT_QPA_PLATFORM=offscreen python benchmarks/gui_speed.py [--points 201] [--steps 200]``
+(needs ``pip install matplotlib`` for the reference). Prints medians, p95 and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+FRAME_MS = 1000 / 60
+
+
+def make_surface(folder: Path, points: int) -> Path:
+    """A real surface: the mlp-sine sample (width 10) on a points x points grid."""
+    from engine.surface_job import SurfaceJob, SurfaceRequest
+    from samples.registry import train
+
+    run = train("mlp-sine", folder / "w10", seed=0, width=10, epochs=300)
+    out = folder / f"surface_{points}.h5"
+    axis = f"-1:1:{points}"
+    list(SurfaceJob(SurfaceRequest(checkpoint=str(run.checkpoints[0]), data=str(folder / "w10" / "train.npz"),
+                                   x=axis, y=axis, out=str(out))).run())
+    return out
+
+
+def time_open(window, path: Path, repeats: int) -> list[float]:
+    from PySide6.QtWidgets import QApplication
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        window.open_grid(path)
+        QApplication.processEvents()
+        window.heatmap.viewport().repaint()  # paint now, synchronously
+        window.profile.viewport().repaint()
+        times.append(time.perf_counter() - start)
+        window.close_current()
+        QApplication.processEvents()
+    return times
+
+
+def time_drag(window, path: Path, steps: int) -> list[float]:
+    window.open_grid(path)
+    rng = np.random.default_rng(0)
+    ends = rng.uniform(-1, 1, size=(steps, 2))
+    times = []
+    for k in range(steps):
+        start = time.perf_counter()
+        window.state.view.slice = ((-0.9, -0.5), (float(ends[k, 0]), float(ends[k, 1])))
+        window.profile.viewport().repaint()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def reference_open(path: Path, out: Path, repeats: int) -> list[float]:
+    """Li et al.'s plot_2d_contour: read, meshgrid, contour with levels, clabel, save."""
+    import h5py
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        with h5py.File(path, "r") as f:
+            x = np.array(f["xcoordinates"][:])
+            y = np.array(f["ycoordinates"][:])
+            z = np.array(f["train_loss"][:])
+        X, Y = np.meshgrid(x, y)
+        fig = plt.figure(figsize=(7.5, 5.5), dpi=100)
+        vmin, vmax, vlevel = float(np.nanmin(z)), float(np.nanmax(z)), (float(np.nanmax(z)) - float(np.nanmin(z))) / 10
+        contours = plt.contour(X, Y, z, cmap="summer", levels=np.arange(vmin, vmax, vlevel))
+        plt.clabel(contours, inline=1, fontsize=8)
+        fig.savefig(out, dpi=100, bbox_inches="tight", format="png")
+        plt.close(fig)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def reference_drag(path: Path, steps: int) -> list[float]:
+    """A script's profile redraw: interpolate (same engine call), set_data, canvas.draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from engine.profile import line_profile
+    from engine.surface_file import read_surface
+
+    surface = read_surface(path)
+    fig, ax = plt.subplots(figsize=(9, 3), dpi=100)
+    (line,) = ax.semilogy([0, 1], [1, 1])
+    fig.canvas.draw()
+    rng = np.random.default_rng(0)
+    ends = rng.uniform(-1, 1, size=(steps, 2))
+    times = []
+    for k in range(steps):
+        start = time.perf_counter()
+        profile = line_profile(surface.x, surface.y, surface.values, (-0.9, -0.5), tuple(ends[k]), 201)
+        line.set_data(profile.distance, profile.values["train_loss"])
+        ax.relim()
+        ax.autoscale_view()
+        fig.canvas.draw()
+        times.append(time.perf_counter() - start)
+    plt.close(fig)
+    return times
+
+
+def summary(name: str, seconds: list[float]) -> tuple[float, float]:
+    ms = sorted(1000 * s for s in seconds)
+    median = statistics.median(ms)
+    p95 = ms[min(len(ms) - 1, int(0.95 * len(ms)))]
+    print(f"  {name:<34} median {median:8.2f} ms   p95 {p95:8.2f} ms   (n={len(ms)})")
+    return median, p95
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=201, help="grid side (default 201)")
+    parser.add_argument("--steps", type=int, default=200, help="drag steps to time")
+    parser.add_argument("--repeats", type=int, default=5, help="times the file is opened")
+    args = parser.parse_args()
+
+    from PySide6.QtCore import QSettings
+
+    from landscape_gui.app import make_app
+    from landscape_gui.main_window import MainWindow
+    from landscape_gui.settings import AppSettings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        print(f"computing a {args.points} x {args.points} surface of the mlp-sine sample ...")
+        path = make_surface(folder, args.points)
+        app = make_app()
+        window = MainWindow(AppSettings(QSettings(str(folder / "s.ini"), QSettings.IniFormat)))
+        window.resize(1500, 950)
+        window.show()
+        app.processEvents()
+        print(f"open a finished {args.points}x{args.points} grid and paint (budget 500 ms):")
+        ours_open, _ = summary("landscape (map+contours+profile)", time_open(window, path, args.repeats))
+        try:
+            ref_open, _ = summary("Li et al. plot_2d_contour (mpl)", reference_open(path, folder / "c.png", args.repeats))
+        except ImportError:
+            ref_open = None
+            print("  (pip install matplotlib for the reference)")
+        print(f"drag the slice line one step (budget one frame, {FRAME_MS:.1f} ms):")
+        ours_drag, ours_p95 = summary("landscape (profile + repaint)", time_drag(window, path, args.steps))
+        try:
+            ref_drag, _ = summary("matplotlib set_data + draw", reference_drag(path, args.steps))
+        except ImportError:
+            ref_drag = None
+        window.close()
+        print("ratios (reference / landscape; > 1 means Landscape is faster):")
+        if ref_open:
+            print(f"  open : {ref_open / ours_open:5.1f}x   (landscape {ours_open:.0f} ms vs budget 500 ms)")
+        if ref_drag:
+            print(f"  drag : {ref_drag / ours_drag:5.1f}x   (landscape p95 {ours_p95:.1f} ms vs frame {FRAME_MS:.1f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
