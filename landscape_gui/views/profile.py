@@ -46,8 +46,10 @@ class ProfileView(pg.GraphicsLayoutWidget):
         self.last_profile = None  # the live profile drawn last (tests compare it with the grid)
         state.view.changed.connect(self._view_changed)
         state.current_changed.connect(lambda _l: self.refresh())
-        state.updated.connect(lambda l: self.refresh() if l is state.current else None)
+        state.updated.connect(lambda l: self.refresh() if l is state.current or l.surface.dimensions == 1 else None)
         state.curves_changed.connect(self.refresh)
+        state.opened.connect(lambda _l: self.refresh())
+        state.closed.connect(lambda _l: self.refresh())
         self.refresh()
 
     def _sync_boxes(self) -> None:
@@ -99,11 +101,20 @@ class ProfileView(pg.GraphicsLayoutWidget):
             self._draw(curve.key, curve.label, curve.x, curve.values, PALETTE[(k + 1) % len(PALETTE)], width=2,
                        symbol="o" if len(curve.x) <= 60 else None)
         current = self.state.current
-        if current is not None and current.surface.dimensions == 1:
-            surface = current.surface
+        # Every open 1D surface is overlaid (the current one thicker); computed slice lines
+        # are already among the pinned curves, on the slice's distance axis.
+        one_d = [l for l in self.state.landscapes if l.surface.dimensions == 1 and "line" not in l.surface.attrs]
+        for k, landscape in enumerate(one_d):
+            surface = landscape.surface
             values = {m: np.where(surface.done, v, np.nan) for m, v in surface.values.items()}
-            self._draw(LIVE_KEY, current.name, surface.x, values, PALETTE[0], width=2.5)
-            self.plot.setLabel("bottom", "α (direction x)" if "line" not in surface.attrs else "t along the line")
+            is_current = landscape is current
+            self._draw(f"file:{landscape.path}", landscape.name, surface.x, values,
+                       PALETTE[(len(self.state.curves) + k + 1) % len(PALETTE)] if not is_current else PALETTE[0],
+                       width=3 if is_current else 1.5)
+        if current is not None and current.surface.dimensions == 1:
+            self.plot.setLabel("bottom", "α (direction x)" if "line" not in current.surface.attrs else "t along the line")
+            if LIVE_KEY in self.items:
+                self._remove(LIVE_KEY)
         else:
             self.plot.setLabel("bottom", "distance along the slice")
             self.update_live()

@@ -358,3 +358,46 @@ def test_open_several_checkpoints_queues_one_surface_each_with_the_same_settings
     assert widths == {10, 30}
     window.tabs.setCurrentWidget(window.compare)
     assert len(window.compare.panels) == 2
+
+
+def test_open_1d_surfaces_are_overlaid_in_the_profile_view(window, regression_case, tmp_path):
+    outs = []
+    for seed in (0, 1):
+        out = tmp_path / f"line{seed}.h5"
+        list(SurfaceJob(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                                       data=regression_case["data"], x="-1:1:21", out=str(out), seed=seed)).run())
+        outs.append(out)
+        window.open_grid(out)
+    keys = [k for k in window.profile.items if k.startswith("file:")]
+    assert sorted(keys) == sorted(f"file:{p}" for p in outs)
+    for path in outs:
+        drawn = window.profile.items[f"file:{path}"][0]
+        np.testing.assert_allclose(drawn.yData, read_surface(path).values["train_loss"])
+    assert window.heatmap.message.toPlainText().startswith("This is a 1D surface")
+
+
+def test_closing_the_window_mid_job_keeps_every_computed_point(qtbot, regression_case, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from landscape_gui.main_window import MainWindow
+    from landscape_gui.settings import AppSettings
+
+    win = MainWindow(settings=AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)))
+    qtbot.addWidget(win)
+    out = tmp_path / "closing.h5"
+    request = SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                             data=regression_case["data"], x="-1:1:41", y="-1:1:41", out=str(out), flush_seconds=1e-5)
+    shown = []
+    win.runner.progressed.connect(lambda _r, p: shown.append(p.done))
+    win.submit(request)
+    qtbot.waitUntil(lambda: len(shown) >= 3, timeout=30000)
+    win.close()  # cancels the job and waits for it
+    assert not win.runner.busy or not win.runner.worker.isRunning()
+    saved = read_surface(out)
+    assert shown[-1] <= saved.done.sum() < 41 * 41
+    fresh = tmp_path / "fresh.h5"
+    list(SurfaceJob(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                                   data=regression_case["data"], x="-1:1:41", y="-1:1:41", out=str(fresh))).run())
+    np.testing.assert_allclose(saved.values["train_loss"][saved.done], read_surface(fresh).values["train_loss"][saved.done],
+                               rtol=1e-6)
+    assert np.isnan(saved.values["train_loss"][~saved.done]).all()
