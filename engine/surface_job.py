@@ -280,13 +280,17 @@ class SurfaceJob:
         order = coarse_to_fine_order(len(self.x), 1 if self.y is None else len(self.y))
         todo = order[~self.done_mask[order]]
         nx = len(self.x)
-        if self.request.line is not None:
-            x0, y0, x1, y1 = self.request.line
-            coords_of = lambda k: (x0 + self.x[k] * (x1 - x0), y0 + self.x[k] * (y1 - y0))  # noqa: E731
-        elif self.y is None:
-            coords_of = lambda k: (self.x[k % nx],)  # noqa: E731
-        else:
-            coords_of = lambda k: (self.x[k % nx], self.y[k // nx])  # noqa: E731
+
+        def coords_of(indices: np.ndarray) -> np.ndarray:
+            """Plane coordinates of flat grid indices, vectorized (no Python loop per point)."""
+            if self.request.line is not None:
+                x0, y0, x1, y1 = self.request.line
+                t = self.x[indices]
+                return np.stack([x0 + t * (x1 - x0), y0 + t * (y1 - y0)], axis=1)
+            if self.y is None:
+                return self.x[indices % nx][:, None]
+            return np.stack([self.x[indices % nx], self.y[indices // nx]], axis=1)
+
         start = time.perf_counter()
         self.computed = 0
         self.cancelled = False
@@ -299,7 +303,7 @@ class SurfaceJob:
                     self.cancelled = True
                     break
                 indices = todo[position:position + chunk]
-                coords = np.array([coords_of(int(k)) for k in indices], dtype=np.float64)
+                coords = coords_of(np.asarray(indices, dtype=np.int64)).astype(np.float64)
                 step_start = time.perf_counter()
                 loss, acc = self.evaluator(coords)
                 step_time = time.perf_counter() - step_start

@@ -13,7 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
@@ -40,6 +40,7 @@ EXPORT_GRID_FILTER = "Landscape HDF5 (*.h5);;CSV (*.csv);;ParaView PolyData (*.v
 EXPORT_FIGURE_FILTER = "PNG image (*.png);;SVG drawing (*.svg)"
 RECENTLY_WRITTEN_SECONDS = 10.0  # a partial file this fresh may have another writer: don't auto-resume
 LINE_POINTS = 101
+REDRAW_MS = 150  # newest values reach the views this often while a job runs
 
 
 class MainWindow(QMainWindow):
@@ -106,6 +107,11 @@ class MainWindow(QMainWindow):
         self.runner.cancelled.connect(self._job_cancelled)
         self.runner.failed.connect(self._job_failed)
         self.runner.idle.connect(self._jobs_idle)
+        self._stale: set[Landscape] = set()  # landscapes with values not drawn yet
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(REDRAW_MS)
+        self._redraw_timer.timeout.connect(self.redraw_stale)
         self.state.current_changed.connect(lambda _l: self._update_3d(reset=True))
         self.state.updated.connect(lambda l: self._update_3d() if l is self.state.current else None)
         self.state.view.changed.connect(self._view_changed)
@@ -344,15 +350,27 @@ class MainWindow(QMainWindow):
         self._show_progress(True)
 
     def _job_progressed(self, request: SurfaceRequest, progress: SurfaceProgress) -> None:
+        """Fold new values in at once; redraw at most every REDRAW_MS (a redraw costs tens of ms,
+        and a job can report far more often: redrawing each step would starve the job's thread)."""
         landscape = self.state.find(request.out)
         if landscape is not None:
-            metrics = {"train_loss": progress.loss, "train_acc": progress.acc}
-            self.state.values_arrived(landscape, progress.indices, metrics)
+            landscape.add_values(progress.indices, {"train_loss": progress.loss, "train_acc": progress.acc})
+            self._stale.add(landscape)
+            if not self._redraw_timer.isActive():
+                self._redraw_timer.start()
         self.progress_bar.setValue(progress.done)
         eta = "" if progress.eta is None else f"ETA {format_seconds(progress.eta)}"
         self.eta_label.setText(f"{progress.done}/{progress.total}  {eta}")
 
+    def redraw_stale(self) -> None:
+        """Tell the views about values that arrived since the last redraw."""
+        stale, self._stale = [l for l in self._stale if l in self.state.landscapes], set()
+        for landscape in stale:
+            self.state.updated.emit(landscape)
+
     def _job_finished(self, request: SurfaceRequest, summary) -> None:
+        self._redraw_timer.stop()
+        self._stale.clear()
         landscape = self.state.find(request.out)
         if landscape is not None:
             landscape.computing = False
@@ -367,6 +385,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(note, 10000)
 
     def _job_cancelled(self, request: SurfaceRequest, summary) -> None:
+        self._redraw_timer.stop()
+        self._stale.clear()
         landscape = self.state.find(request.out)
         if landscape is not None:
             landscape.computing = False

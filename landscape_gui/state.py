@@ -231,10 +231,6 @@ class AppState:
         self.compared = [l for l in landscapes if l in self.landscapes and l.surface.dimensions == 2]
         self.compared_changed.emit()
 
-    def values_arrived(self, landscape: Landscape, indices: np.ndarray, values: dict[str, np.ndarray | None]) -> None:
-        landscape.add_values(indices, values)
-        self.updated.emit(landscape)
-
     def pin(self, curve: Curve) -> None:
         self.curves = [c for c in self.curves if c.key != curve.key] + [curve]
         self.curves_changed.emit()
