@@ -401,3 +401,60 @@ def test_closing_the_window_mid_job_keeps_every_computed_point(qtbot, regression
     np.testing.assert_allclose(saved.values["train_loss"][saved.done], read_surface(fresh).values["train_loss"][saved.done],
                                rtol=1e-6)
     assert np.isnan(saved.values["train_loss"][~saved.done]).all()
+
+
+def test_plain_state_dict_asks_for_the_model_then_computes(window, regression_case, tmp_path, qtbot, monkeypatch):
+    """Open Checkpoint on a file that does not say its architecture: the model dialog comes first."""
+    from landscape_gui.dialogs.compute_dialog import ComputeDialog
+    from landscape_gui.dialogs.model_dialog import ModelDialog
+
+    asked = []
+
+    def answer_model(dialog: ModelDialog) -> int:
+        asked.append(dialog)
+        dialog.set_values(model=regression_case["model"], data=regression_case["data"])
+        return 1 if dialog.check() else 0
+
+    monkeypatch.setattr(ModelDialog, "exec", answer_model)
+    monkeypatch.setattr(ComputeDialog, "exec", lambda d: d.set_values(x="-1:1:5", y="-1:1:5") or 1)
+    with qtbot.waitSignal(window.runner.finished, timeout=60000) as finished:
+        window.open_checkpoints([Path(regression_case["checkpoint"])])
+    assert len(asked) == 1 and not window.errors
+    out = Path(finished.args[0].out)
+    assert out.parent == Path(regression_case["checkpoint"]).parent
+    assert read_surface(out).done.all() and window.state.current.path == out
+
+
+def test_train_sample_menu_trains_then_opens_the_checkpoint_for_a_surface(window, tmp_path, qtbot, monkeypatch):
+    from landscape_gui.dialogs.compute_dialog import ComputeDialog
+    from landscape_gui.dialogs.train_dialog import TrainSampleDialog
+
+    def train_now(dialog: TrainSampleDialog) -> int:
+        dialog.set_values(recipe="mlp-sine", seed=1, out=str(tmp_path / "trained"), width=10, epochs=30)
+        assert dialog.start()
+        qtbot.waitUntil(lambda: not dialog.is_training(), timeout=60000)
+        return 1
+
+    monkeypatch.setattr(TrainSampleDialog, "exec", train_now)
+    monkeypatch.setattr(ComputeDialog, "exec", lambda d: d.set_values(x="-1:1:5", y="-1:1:5") or 1)
+    with qtbot.waitSignal(window.runner.finished, timeout=60000) as finished:
+        window.train_sample_dialog()
+    surface = read_surface(finished.args[0].out)
+    assert surface.done.all() and not window.errors
+    assert __import__("json").loads(surface.attrs["checkpoint_metadata"])["width"] == 10
+    assert window.settings.last_folder("samples") == str(tmp_path)
+
+
+def test_hovering_the_map_shows_the_point_under_the_mouse(window, affine_surface, request):
+    import pyqtgraph as pg
+
+    rate = pg.getConfigOption("mouseRateLimit")
+    pg.setConfigOption("mouseRateLimit", -1)
+    request.addfinalizer(lambda: pg.setConfigOption("mouseRateLimit", rate))
+    window.open_grid(affine_surface)
+    surface = read_surface(affine_surface)
+    pos = _view_to_widget(window.heatmap, surface.x[12], surface.y[20])
+    _mouse(window.heatmap, QEvent.MouseMove, pos, button=Qt.NoButton, buttons=Qt.NoButton)
+    text = window.hover_label.text()
+    assert f"x {surface.x[12]:.4g}, y {surface.y[20]:.4g}" in text
+    assert f"train_loss {surface.values['train_loss'][20, 12]:.6g}" in text
