@@ -81,8 +81,25 @@ def main(argv: list[str] | None = None) -> int:
         start_sample(window)
     if args.screenshot:
         return screenshot(app, window, args.screenshot, size)
+    install_error_hook(window)
     window.show()
     return app.exec()
+
+
+def install_error_hook(window) -> None:
+    """A bug in a slot becomes the window's error dialog (one line, details), not a console traceback."""
+    import traceback
+
+    from engine.references import one_line
+
+    def hook(kind, value, tb) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, tb)
+            return
+        message = str(value) if isinstance(value, LandscapeError) else f"{kind.__name__}: {value}"
+        window.show_error(one_line(Exception(message)), "".join(traceback.format_exception(kind, value, tb)))
+
+    sys.excepthook = hook
 
 
 def check_display(screenshot: bool) -> None:

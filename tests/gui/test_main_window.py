@@ -458,3 +458,46 @@ def test_hovering_the_map_shows_the_point_under_the_mouse(window, affine_surface
     text = window.hover_label.text()
     assert f"x {surface.x[12]:.4g}, y {surface.y[20]:.4g}" in text
     assert f"train_loss {surface.values['train_loss'][20, 12]:.6g}" in text
+
+
+def test_nonfinite_points_are_masked_and_reported(window, tmp_path):
+    from engine.display import NONFINITE, PENDING
+    from engine.surface_file import Surface, write_surface
+
+    x = np.linspace(-1, 1, 9)
+    y = np.linspace(-1, 1, 7)
+    loss = 1.0 + x[None, :] ** 2 + y[:, None] ** 2
+    loss[2, 3] = np.inf
+    loss[4, 4] = np.nan
+    done = np.ones(loss.shape, bool)
+    done[6, 8] = False
+    loss[6, 8] = np.nan
+    path = write_surface(tmp_path / "diverged.h5", Surface(path=tmp_path / "src.h5", format="landscape", x=x, y=y,
+                                                          values={"train_loss": loss}, done=done, attrs={}))
+    window.open_grid(path, resume=False)
+    status = window.heatmap.status_image.image
+    assert status[2, 3] == NONFINITE and status[4, 4] == NONFINITE and status[6, 8] == PENDING
+    shown = window.heatmap.image.image
+    assert np.isnan(shown[2, 3]) and np.isnan(shown[4, 4]) and np.isfinite(shown[0, 0])
+    low, high = window.heatmap.image.getLevels()
+    assert np.isfinite(low) and np.isfinite(high)
+    window.show_hover(x[3], y[2])
+    assert "train_loss inf" in window.hover_label.text()
+    window.show_hover(x[8], y[6])
+    assert "not computed yet" in window.hover_label.text()
+
+
+def test_a_bug_in_a_slot_becomes_an_error_dialog(window):
+    from landscape_gui.app import install_error_hook
+
+    previous = sys.excepthook
+    try:
+        install_error_hook(window)
+        try:
+            raise ValueError("boom\nsecond line")
+        except ValueError:
+            sys.excepthook(*sys.exc_info())
+    finally:
+        sys.excepthook = previous
+    message, details = window.errors[-1]
+    assert message == "ValueError: boom second line" and "Traceback" in details
