@@ -32,6 +32,21 @@ def display_values(values: np.ndarray, done: np.ndarray, scale: str) -> np.ndarr
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def coarse_preview(image: np.ndarray, done: np.ndarray) -> np.ndarray:
+    """Pending points filled with the nearest computed point's value, so a grid computed coarse
+    to fine looks like a low-resolution picture that sharpens, not like scattered dots.
+
+    Only for drawing under the "pending" veil: the file, profiles and hover keep NaN there.
+    """
+    done = np.asarray(done, dtype=bool)
+    if done.all() or not done.any():
+        return image
+    from scipy.ndimage import distance_transform_edt
+
+    rows, cols = distance_transform_edt(~done, return_distances=False, return_indices=True)
+    return np.ascontiguousarray(image[rows, cols])
+
+
 def status_codes(values: np.ndarray, done: np.ndarray) -> np.ndarray:
     """uint8 per point: COMPUTED, PENDING (not computed yet) or NONFINITE (computed, NaN/inf)."""
     done = np.asarray(done, dtype=bool)
@@ -87,6 +102,13 @@ class DisplayGrid:
         if scale not in self._by_scale:
             self._by_scale[scale] = display_values(self.values, self.done, scale)
         return self._by_scale[scale]
+
+    def preview(self, scale: str) -> np.ndarray:
+        """What the map draws: the image, with pending points showing their nearest computed value."""
+        key = f"preview:{scale}"
+        if key not in self._by_scale:
+            self._by_scale[key] = coarse_preview(self.image(scale), self.done)
+        return self._by_scale[key]
 
     def levels(self, scale: str, clip_percentile: float = 100.0) -> tuple[float, float]:
         return color_levels(self.image(scale), clip_percentile, LOG_FLOOR_PERCENTILE if scale == "log" else 0.0)

@@ -88,7 +88,7 @@ class MainWindow(QMainWindow):
 
         self.hover_label = QLabel("")
         self.progress_bar = QProgressBar()
-        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setMaximumWidth(160)
         self.progress_bar.setVisible(False)
         self.eta_label = QLabel("")
         self.cancel_button = QPushButton("Cancel")
@@ -344,7 +344,8 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(out)
         self.progress_bar.setRange(0, started.total)
         self.progress_bar.setValue(started.resumed_from)
-        self.progress_bar.setFormat(f"{out.name}: %v/%m")
+        self.progress_bar.setFormat("%p%")
+        self._job_name = out.name
         for message in started.messages:
             self.statusBar().showMessage(message, 5000)
         self._show_progress(True)
@@ -360,7 +361,7 @@ class MainWindow(QMainWindow):
                 self._redraw_timer.start()
         self.progress_bar.setValue(progress.done)
         eta = "" if progress.eta is None else f"ETA {format_seconds(progress.eta)}"
-        self.eta_label.setText(f"{progress.done}/{progress.total}  {eta}")
+        self.eta_label.setText(f"{getattr(self, '_job_name', '')}: {progress.done}/{progress.total}  {eta}")
 
     def redraw_stale(self) -> None:
         """Tell the views about values that arrived since the last redraw."""

@@ -119,3 +119,17 @@ def test_display_grid_caches_per_scale_and_shared_levels_span_all_surfaces():
     assert a.image("log") is a.image("log")  # switching back costs nothing
     low, high = shared_levels([a, b], "log")
     assert (low, high) == (pytest.approx(1.0), pytest.approx(3.0))
+
+
+def test_coarse_preview_fills_pending_points_from_the_nearest_computed_one():
+    from engine.display import coarse_preview
+
+    image = np.full((5, 5), np.nan, dtype=np.float32)
+    done = np.zeros((5, 5), bool)
+    for j, i, value in ((0, 0, 1.0), (0, 4, 2.0), (4, 0, 3.0), (4, 4, 4.0)):  # the coarsest level: corners
+        image[j, i], done[j, i] = value, True
+    preview = coarse_preview(image, done)
+    assert preview[1, 1] == 1.0 and preview[1, 3] == 2.0 and preview[3, 1] == 3.0 and preview[3, 3] == 4.0
+    assert np.isnan(image[1, 1])  # the display data itself is untouched
+    full = np.ones((2, 2), dtype=np.float32)
+    assert coarse_preview(full, np.ones((2, 2), bool)) is full

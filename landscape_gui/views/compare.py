@@ -66,8 +66,10 @@ class CompareView(pg.GraphicsLayoutWidget):
             status.setLookupTable(STATUS_LUT)
             image = pg.ImageItem(axisOrder="row-major")
             contours = pg.PlotDataItem(pen=pg.mkPen((255, 255, 255, 140), width=1), connect="pairs")
-            for item in (status, image, contours):
+            for item in (image, status, contours):
                 plot.addItem(item)
+            status.setZValue(1)  # a veil over pending points, magenta over NaN/inf
+            contours.setZValue(2)
             plot.contours = contours  # type: ignore[attr-defined]
             plot.status = status  # type: ignore[attr-defined]
             if k > 0:
@@ -94,11 +96,11 @@ class CompareView(pg.GraphicsLayoutWidget):
             surface = landscape.surface
             rect = grid_rect(surface.x, surface.y)
             display = grid.image(view.scale)
-            image.setImage(display, levels=(low, high), autoLevels=False)
+            image.setImage(grid.preview(view.scale), levels=(low, high), autoLevels=False)
             image.setRect(rect)
             plot.status.setImage(grid.status, levels=(0, len(STATUS_LUT) - 1), autoLevels=False)
             plot.status.setRect(rect)
-            lines = contour_lines(surface.x, surface.y, contour_field(display, high),
+            lines = contour_lines(surface.x, surface.y, contour_field(grid.preview(view.scale), high),
                                   contour_levels(low, high, view.contours))
             plot.contours.setData(lines[:, 0], lines[:, 1], connect="pairs")
             if reset_range:

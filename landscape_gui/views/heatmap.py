@@ -46,8 +46,9 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         self.status_image.setLevels((0, len(STATUS_LUT) - 1))
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setAutoDownsample(True)
-        self.plot.addItem(self.status_image)
         self.plot.addItem(self.image)
+        self.plot.addItem(self.status_image)
+        self.status_image.setZValue(1)  # a veil over pending points, magenta over NaN/inf
         self.contours = pg.PlotDataItem(pen=pg.mkPen((255, 255, 255, 150), width=1), connect="pairs")
         self.contours.setZValue(5)
         self.plot.addItem(self.contours)
@@ -117,7 +118,7 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         image = grid.image(view.scale)
         low, high = grid.levels(view.scale, view.clip_percentile)
         rect = grid_rect(surface.x, surface.y)
-        self.image.setImage(image, levels=(low, high), autoLevels=False)
+        self.image.setImage(grid.preview(view.scale), levels=(low, high), autoLevels=False)
         self.status_image.setImage(grid.status, levels=(0, len(STATUS_LUT) - 1), autoLevels=False)
         key = (len(surface.x), len(surface.y), rect.x(), rect.y(), rect.width(), rect.height())
         if key != self._rect_for or new_surface:
@@ -128,7 +129,7 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         metric = view.metric if view.metric in surface.values else landscape.metrics[0]
         self.colorbar.axis.setLabel(f"log10 {metric}" if view.scale == "log" else metric)
         levels = contour_levels(low, high, view.contours)
-        lines = contour_lines(surface.x, surface.y, contour_field(image, high), levels)
+        lines = contour_lines(surface.x, surface.y, contour_field(grid.preview(view.scale), high), levels)
         self.contours.setData(lines[:, 0], lines[:, 1], connect="pairs")
         self.origin.setVisible(bool(surface.x[0] <= 0 <= surface.x[-1] and surface.y[0] <= 0 <= surface.y[-1]))
         self.roi.setVisible(True)

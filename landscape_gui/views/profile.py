@@ -33,6 +33,7 @@ class ProfileView(pg.GraphicsLayoutWidget):
         self.setBackground("w")
         self.plot: pg.PlotItem = self.addPlot(row=0, col=0)
         self.plot.setLabel("bottom", "distance along the slice")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor=(40, 40, 40))
         # Accuracy on a second y axis: a ViewBox linked in x (pyqtgraph's MultiplePlotAxes example).
         self.acc_box = pg.ViewBox()
