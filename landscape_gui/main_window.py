@@ -462,7 +462,7 @@ class MainWindow(QMainWindow):
         view = self.state.view
         grid = landscape.grid(view.metric)
         low, high = grid.levels(view.scale, view.clip_percentile)
-        self.surface3d.set_surface(landscape.surface.x, landscape.surface.y, grid.image(view.scale), (low, high),
+        self.surface3d.set_surface(landscape.surface.x, landscape.surface.y, grid.preview(view.scale), (low, high),
                                    colormap(view.colormap))
         metric = view.metric if view.metric in landscape.surface.values else landscape.metrics[0]
         self.surface3d.set_axis_labels("x", "y", f"log10 {metric}" if view.scale == "log" else metric)

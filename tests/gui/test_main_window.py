@@ -261,6 +261,8 @@ def test_compare_tab_uses_one_color_scale(window, regression_case, tmp_path):
     both = np.concatenate([read_surface(p).values["train_loss"].ravel() for p in (a, b)])
     assert low == pytest.approx(np.percentile(np.log10(both), 0.5), rel=1e-5)
     assert high == pytest.approx(np.log10(both.max()), rel=1e-5)
+    figure = QImage(str(window.export_figure(tmp_path / "compare.png", 900, 400)))  # the shown tab is exported
+    assert (figure.width(), figure.height()) == (900, 400) and _distinct_colors(figure) > 30
 
 
 def test_settings_persist_between_windows(window, affine_surface, qtbot, tmp_path):
