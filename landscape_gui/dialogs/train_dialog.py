@@ -187,7 +187,8 @@ class TrainSampleDialog(QDialog):
 
         top = QFormLayout()
         top.setFieldGrowthPolicy(QFormLayout.ExpandingFieldsGrow)
-        top.addRow("Recipe:", row(self.recipe, self.description))
+        top.addRow("Recipe:", row(self.recipe, QWidget()))
+        top.addRow("", self.description)  # its own row: wrapped next to the combo it was clipped
 
         run_form = QFormLayout()
         run_form.setFieldGrowthPolicy(QFormLayout.ExpandingFieldsGrow)
