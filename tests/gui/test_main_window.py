@@ -244,7 +244,10 @@ def test_compute_slice_line_at_full_resolution_matches_the_grid_at_nodes(window,
     np.testing.assert_allclose(line.values["train_loss"][::10], grid.values["train_loss"][4], rtol=1e-5)
     np.testing.assert_allclose(line.x[-1], 2.0)
     assert window.state.current.path == grid_path  # the 2D map stays in front
-    assert "line:" + str(tmp_path) in " ".join(window.profile.items)
+    key = next(k for k in window.profile.items if k.startswith("line:"))
+    acc_item = window.profile.items[key][1]  # accuracy, on the right-hand axis
+    np.testing.assert_allclose(acc_item.yData, line.values["train_acc"])
+    assert window.profile.plot.getAxis("right").isVisible()
 
 
 def test_compare_tab_uses_one_color_scale(window, regression_case, tmp_path):
