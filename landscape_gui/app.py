@@ -43,7 +43,10 @@ def make_app():
     """The QApplication (created once), with pyqtgraph configured before any view exists."""
     from PySide6.QtWidgets import QApplication
 
+    from landscape_gui.figure_export import use_in_context_menus
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    use_in_context_menus()
     app.setApplicationName("Landscape")
     app.setOrganizationName("Landscape")
     return app

@@ -84,7 +84,11 @@ def _closed_paths_tolerated() -> Iterator[None]:
 
 
 class ClosedPathSVGExporter(SVGExporter):
-    """pyqtgraph's SVGExporter that works with Qt >= 6.11 (paths ending in ``Z``); not registered."""
+    """pyqtgraph's SVGExporter that works with Qt >= 6.11 (paths ending in ``Z``).
+
+    The app puts it in place of pyqtgraph's in the plots' right-click Export menu
+    (:func:`use_in_context_menus`); importing this module changes nothing global.
+    """
 
     def export(self, fileName=None, toBytes=False, copy=False):  # noqa: N803 - pyqtgraph's signature
         with _closed_paths_tolerated():
@@ -285,3 +289,10 @@ def export_figure(target: Target, path: str | Path, width: int | None = None, he
     except OSError as exc:
         raise LandscapeError(f"could not write {path}: {exc.strerror or exc}; choose a writable folder") from exc
     return path
+
+
+def use_in_context_menus() -> None:
+    """Make pyqtgraph's right-click "Export…" dialog offer our SVG exporter instead of the broken one."""
+    from pyqtgraph.exporters import Exporter
+
+    Exporter.Exporters[:] = [ClosedPathSVGExporter if cls is SVGExporter else cls for cls in Exporter.Exporters]

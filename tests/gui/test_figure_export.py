@@ -264,3 +264,24 @@ def test_unwritable_path_gives_landscape_error(make_figure, tmp_path: Path):
     figure = make_figure()
     with pytest.raises(LandscapeError, match="could not write"):
         export_figure(figure.widget, tmp_path / "missing-folder" / "figure.png", 200, 150)
+
+
+def test_context_menu_svg_export_uses_the_fixed_exporter(qapp, tmp_path):
+    """The plots' right-click Export dialog lists exporters from this registry; ours replaces the broken one."""
+    import pyqtgraph as pg
+    from pyqtgraph.exporters import Exporter, SVGExporter
+
+    from landscape_gui.figure_export import ClosedPathSVGExporter, use_in_context_menus
+
+    saved = list(Exporter.Exporters)
+    try:
+        use_in_context_menus()
+        assert ClosedPathSVGExporter in Exporter.Exporters and SVGExporter not in Exporter.Exporters
+        plot = pg.PlotWidget()
+        plot.plot([0, 1, 2], [1, 0, 1])
+        exporter_class = next(c for c in Exporter.Exporters if "SVG" in c.Name)
+        exporter_class(plot.plotItem).export(str(tmp_path / "menu.svg"))
+        assert (tmp_path / "menu.svg").read_text().lstrip().startswith("<?xml")
+        plot.close()
+    finally:
+        Exporter.Exporters[:] = saved
