@@ -11,10 +11,42 @@ from __future__ import annotations
 import traceback
 from typing import Any, Callable, Iterable
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.errors import LandscapeError
 from engine.references import one_line
+
+
+_RUNNING: set[QThread] = set()  # started workers, held until their thread has ended
+
+
+class _Reaper(QObject):
+    """Lets go of a worker once its thread has really ended (runs in the GUI thread)."""
+
+    @Slot()
+    def reap(self) -> None:
+        worker = self.sender()
+        if isinstance(worker, QThread):
+            worker.wait()
+            _RUNNING.discard(worker)
+
+
+_reaper: _Reaper | None = None
+
+
+def keep_alive(worker: QThread) -> None:
+    """Detach a starting worker from its Qt parent and hold it until its thread has ended.
+
+    Qt aborts the whole process when a QThread is destroyed while running, which is what
+    happens if a dialog or window that parented a worker is deleted (or garbage collected)
+    a moment before the worker's thread finishes. Call from the GUI thread.
+    """
+    global _reaper
+    if _reaper is None:
+        _reaper = _Reaper()
+    worker.setParent(None)
+    _RUNNING.add(worker)
+    worker.finished.connect(_reaper.reap)
 
 
 class GeneratorWorker(QThread):
@@ -43,6 +75,10 @@ class GeneratorWorker(QThread):
     @property
     def cancelled(self) -> bool:
         return self._cancelled
+
+    def start(self, *args) -> None:  # noqa: D102 - held until its thread ends (see keep_alive)
+        keep_alive(self)
+        super().start(*args)
 
     def cancel(self) -> None:
         """Ask the work to stop at its next step; safe to call from any thread, more than once."""
@@ -104,6 +140,10 @@ class CallbackWorker(QThread):
     @property
     def cancelled(self) -> bool:
         return self._cancelled
+
+    def start(self, *args) -> None:  # noqa: D102 - held until its thread ends (see keep_alive)
+        keep_alive(self)
+        super().start(*args)
 
     def cancel(self) -> None:
         self._cancelled = True
