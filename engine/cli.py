@@ -44,6 +44,9 @@ def _add_surface(sub: Any) -> None:
     p.add_argument("--directions", default="random", help="random (default), interpolate, pca, or FILE.h5 to reuse its directions")
     p.add_argument("--to", help="second checkpoint for --directions interpolate (x=0 first, x=1 second)")
     p.add_argument("--trajectory", help="folder or glob of training checkpoints for --directions pca")
+    p.add_argument("--line", metavar="X0,Y0:X1,Y1",
+                   help="evaluate along this segment of the plane of --directions FILE.h5 (a 2D surface); "
+                        "--x is then the fraction along it, e.g. --x=0:1:101")
     p.add_argument("--norm", default="filter", help="filter (default), layer, weight or none")
     p.add_argument("--ignore", default="biasbn", help="biasbn (default: no movement of 1-D tensors) or none")
     p.add_argument("--seed", type=int, default=0, help="seed of the random directions (default 0)")
@@ -140,7 +143,7 @@ def _run_surface(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.models import parse_kwargs
-    from engine.surface_job import SurfaceJob, SurfaceRequest
+    from engine.surface_job import SurfaceJob, SurfaceRequest, parse_line
 
     request = SurfaceRequest(
         checkpoint=args.checkpoint,
@@ -158,6 +161,7 @@ def _run_surface(args: argparse.Namespace) -> int:
         directions=args.directions,
         to=args.to,
         trajectory=args.trajectory,
+        line=parse_line(args.line) if args.line else None,
         max_samples=args.max_samples,
         device=args.device,
         batch_size=args.batch_size,

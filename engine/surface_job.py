@@ -455,6 +455,19 @@ def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str 
     )
 
 
+def parse_line(text: str) -> tuple[float, float, float, float]:
+    """``'X0,Y0:X1,Y1'`` -> (x0, y0, x1, y1), or a one-line LandscapeError."""
+    try:
+        start, end = text.split(":")
+        (x0, y0), (x1, y1) = (tuple(float(v) for v in part.split(",")) for part in (start, end))
+    except ValueError:
+        raise LandscapeError(f"--line {text}: write it as X0,Y0:X1,Y1, for example --line=-1,0:1,0.5") from None
+    values = (x0, y0, x1, y1)
+    if not all(np.isfinite(values)):
+        raise LandscapeError(f"--line {text}: the coordinates must be finite")
+    return values
+
+
 def line_request(surface: str | Path, start: tuple[float, float], end: tuple[float, float],
                  points: int = 101) -> SurfaceRequest:
     """Evaluate the model exactly along a segment of a 2D surface's plane (the GUI's slice line).

@@ -74,3 +74,28 @@ def test_line_needs_a_2d_surface_file(regression_case, tmp_path):
     list(SurfaceJob(one_d).run())
     with pytest.raises(LandscapeError, match="1D surface"):
         line_request(tmp_path / "one.h5", (0, 0), (1, 1))
+
+
+def test_cli_line_flag_matches_line_request(classification_case, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, run_cli_env
+
+    _surface(classification_case, tmp_path / "s.h5")
+    out = tmp_path / "cli_line.h5"
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "surface", classification_case["checkpoint"], "--model",
+         classification_case["model"], "--data", classification_case["data"], "--directions", str(tmp_path / "s.h5"),
+         "--line=-1,-0.5:1,0.5", "--x=0:1:5", "--out", str(out)],
+        cwd=ROOT, env=run_cli_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    request = line_request(tmp_path / "s.h5", (-1.0, -0.5), (1.0, 0.5), points=5)
+    list(SurfaceJob(request).run())
+    np.testing.assert_allclose(read_surface(out).values["train_loss"], read_surface(request.out).values["train_loss"],
+                               rtol=1e-6)
+    bad = subprocess.run([sys.executable, "-m", "engine", "surface", classification_case["checkpoint"], "--model",
+                          classification_case["model"], "--data", classification_case["data"], "--line", "1,2",
+                          "--directions", str(tmp_path / "s.h5"), "--x=0:1:5", "--out", str(tmp_path / "b.h5")],
+                         cwd=ROOT, env=run_cli_env(), capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "X0,Y0:X1,Y1" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
