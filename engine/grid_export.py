@@ -30,14 +30,13 @@ to overwrite the file the surface was read from.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from engine.errors import LandscapeError
-from engine.surface_file import Surface, _same_file, write_surface
+from engine.surface_file import Surface, _same_file, atomic_path, write_surface
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 SUFFIXES = HDF5_SUFFIXES + (".csv", ".vtp")
@@ -225,15 +224,5 @@ def _check_target(surface: Surface, path: Path, suffix: str) -> Path:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)

@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -115,6 +116,40 @@ def is_landscape_file(path: str | Path) -> bool:
         return handle.attrs.get("format") in (FORMAT, FORMAT.encode())
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path``, renamed onto it when the block succeeds.
+
+    A killed or failing writer leaves the old file (or none), never half a file;
+    a write error becomes one line that names the file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_directions(handle: h5py.File, directions: list[Direction]) -> None:
+    group = handle.create_group("directions")
+    for axis, direction in zip(AXES, directions):
+        axis_group = group.create_group(axis)
+        for name, tensor in direction.items():
+            axis_group.create_dataset(name, data=tensor.detach().cpu().float().numpy())
+
+
+def _write_trajectory(handle: h5py.File, trajectory: Mapping[str, np.ndarray], names: list[str]) -> None:
+    group = handle.create_group("trajectory")
+    group.create_dataset("x", data=np.asarray(trajectory["x"], dtype=np.float64))
+    group.create_dataset("y", data=np.asarray(trajectory["y"], dtype=np.float64))
+    group.create_dataset("names", data=np.array(names, dtype=h5py.string_dtype()))
+
+
 class SurfaceFile:
     """Creates a Landscape surface file and writes its values as they come in."""
 
@@ -137,54 +172,38 @@ class SurfaceFile:
         path = Path(path)
         if path.is_dir():
             raise LandscapeError(f"--out {path} is a folder; name a .h5 file")
-        path.parent.mkdir(parents=True, exist_ok=True)
         if len(basis.directions) != (1 if y is None and not attrs.get("line") else 2):
             raise LandscapeError("internal: the number of directions does not match the grid")
         shape = (len(x),) if y is None else (len(y), len(x))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with h5py.File(tmp, "w") as handle:
-                root = {
-                    "format": FORMAT,
-                    "format_version": FORMAT_VERSION,
-                    "kind": "surface",
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "engine_version": __version__,
-                    "dimensions": 1 if y is None else 2,
-                    "metrics": ",".join(metrics),
-                    "norm": basis.norm,
-                    "ignore": basis.ignore,
-                    "directions": basis.kind,
-                    "directions_source": basis.source or "",
-                }
-                root.update(attrs)
-                for key, value in root.items():
-                    handle.attrs[key] = _json_attr(value) if isinstance(value, (dict, list, tuple)) else (
-                        "" if value is None else value
-                    )
-                handle.create_dataset("xcoordinates", data=np.asarray(x, dtype=np.float64))
-                if y is not None:
-                    handle.create_dataset("ycoordinates", data=np.asarray(y, dtype=np.float64))
-                for metric in metrics:
-                    # Contiguous and allocated now: later writes touch only raw data.
-                    handle.create_dataset(f"train_{metric}", data=np.full(shape, np.nan, dtype=np.float64))
-                handle.create_dataset("done", data=np.zeros(shape, dtype=np.uint8))
-                group = handle.create_group("directions")
-                for axis, direction in zip(AXES, basis.directions):
-                    axis_group = group.create_group(axis)
-                    for name, tensor in direction.items():
-                        axis_group.create_dataset(name, data=tensor.detach().cpu().float().numpy())
-                if basis.explained_variance_ratio is not None:
-                    handle.attrs["explained_variance_ratio"] = np.asarray(basis.explained_variance_ratio)
-                if basis.trajectory is not None:
-                    traj = handle.create_group("trajectory")
-                    traj.create_dataset("x", data=np.asarray(basis.trajectory["x"], dtype=np.float64))
-                    traj.create_dataset("y", data=np.asarray(basis.trajectory["y"], dtype=np.float64))
-                    traj.create_dataset("names", data=np.array(basis.trajectory_names, dtype=h5py.string_dtype()))
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        root = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": "surface",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "engine_version": __version__,
+            "dimensions": 1 if y is None else 2,
+            "metrics": ",".join(metrics),
+            "norm": basis.norm,
+            "ignore": basis.ignore,
+            "directions": basis.kind,
+            "directions_source": basis.source or "",
+            **attrs,
+        }
+        if basis.explained_variance_ratio is not None:
+            root["explained_variance_ratio"] = list(basis.explained_variance_ratio)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+            for key, value in root.items():
+                handle.attrs[key] = _attr_value(value)
+            handle.create_dataset("xcoordinates", data=np.asarray(x, dtype=np.float64))
+            if y is not None:
+                handle.create_dataset("ycoordinates", data=np.asarray(y, dtype=np.float64))
+            for metric in metrics:
+                # Contiguous and allocated now: later writes touch only raw data.
+                handle.create_dataset(f"train_{metric}", data=np.full(shape, np.nan, dtype=np.float64))
+            handle.create_dataset("done", data=np.zeros(shape, dtype=np.uint8))
+            _write_directions(handle, basis.directions)
+            if basis.trajectory is not None:
+                _write_trajectory(handle, basis.trajectory, basis.trajectory_names)
         return cls(path)
 
     # -- incremental writes -------------------------------------------------------------
@@ -338,41 +357,21 @@ def write_surface(
     attrs["format_version"] = FORMAT_VERSION
 
     copy_directions = directions is None and surface.format == FORMAT and source.is_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LandscapeError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        try:
-            with h5py.File(tmp, "w") as handle:
-                for key, value in attrs.items():
-                    handle.attrs[key] = _attr_value(value)
-                handle.create_dataset("xcoordinates", data=np.asarray(surface.x, dtype=np.float64))
-                if surface.y is not None:
-                    handle.create_dataset("ycoordinates", data=np.asarray(surface.y, dtype=np.float64))
-                for name, array in surface.values.items():
-                    handle.create_dataset(name, data=np.asarray(array, dtype=np.float64))
-                handle.create_dataset("done", data=np.asarray(surface.done).astype(np.uint8))
-                if directions is not None:
-                    group = handle.create_group("directions")
-                    for axis, direction in zip(AXES, directions):
-                        axis_group = group.create_group(axis)
-                        for name, tensor in direction.items():
-                            axis_group.create_dataset(name, data=tensor.detach().cpu().float().numpy())
-                elif copy_directions:
-                    with open_h5(source) as src:
-                        if "directions" in src:
-                            src.copy(src["directions"], handle, "directions")
-                if surface.trajectory is not None:
-                    traj = handle.create_group("trajectory")
-                    traj.create_dataset("x", data=np.asarray(surface.trajectory["x"], dtype=np.float64))
-                    traj.create_dataset("y", data=np.asarray(surface.trajectory["y"], dtype=np.float64))
-                    traj.create_dataset("names", data=np.array(surface.trajectory_names, dtype=h5py.string_dtype()))
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise LandscapeError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        for key, value in attrs.items():
+            handle.attrs[key] = _attr_value(value)
+        handle.create_dataset("xcoordinates", data=np.asarray(surface.x, dtype=np.float64))
+        if surface.y is not None:
+            handle.create_dataset("ycoordinates", data=np.asarray(surface.y, dtype=np.float64))
+        for name, array in surface.values.items():
+            handle.create_dataset(name, data=np.asarray(array, dtype=np.float64))
+        handle.create_dataset("done", data=np.asarray(surface.done).astype(np.uint8))
+        if directions is not None:
+            _write_directions(handle, directions)
+        elif copy_directions:
+            with open_h5(source) as src:
+                if "directions" in src:
+                    src.copy(src["directions"], handle, "directions")
+        if surface.trajectory is not None:
+            _write_trajectory(handle, surface.trajectory, surface.trajectory_names)
     return path

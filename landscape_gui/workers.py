@@ -49,27 +49,15 @@ def keep_alive(worker: QThread) -> None:
     worker.finished.connect(_reaper.reap)
 
 
-class GeneratorWorker(QThread):
-    """Iterates ``make()`` in a thread; emits ``yielded`` per item and exactly one ending signal.
+class _Worker(QThread):
+    """What both workers share: ending signals, a cancel flag, and staying alive while running."""
 
-    ``make`` runs in the worker thread too, so slow set-up (loading a checkpoint,
-    hashing data) never blocks the window. Endings: ``returned(value)`` after the
-    generator ran out (``value`` is its ``return`` value), ``aborted()`` after a
-    cancel, ``errored(message, details)`` with a one-line message for the user and
-    the traceback as details. ``on_cancel`` is called from :meth:`cancel` so a job
-    object with its own cancel flag (``SurfaceJob.cancel``) stops as soon as it can.
-    """
-
-    yielded = Signal(object)
     returned = Signal(object)
     errored = Signal(str, str)
     aborted = Signal()
 
-    def __init__(self, make: Callable[[], Iterable[Any]], on_cancel: Callable[[], None] | None = None,
-                 parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._make = make
-        self._on_cancel = on_cancel
         self._cancelled = False
 
     @property
@@ -83,13 +71,45 @@ class GeneratorWorker(QThread):
     def cancel(self) -> None:
         """Ask the work to stop at its next step; safe to call from any thread, more than once."""
         self._cancelled = True
+
+    def stop_and_wait(self, timeout_ms: int = 30000) -> bool:
+        """Cancel and block until the thread has finished (used when a window closes)."""
+        self.cancel()
+        return self.wait(timeout_ms)
+
+    def _report_error(self, exc: Exception) -> None:
+        """One line for the user (a bug or library error is named), the traceback as details."""
+        message = one_line(exc) if isinstance(exc, LandscapeError) else f"{type(exc).__name__}: {one_line(exc)}"
+        self.errored.emit(message, traceback.format_exc())
+
+
+class GeneratorWorker(_Worker):
+    """Iterates ``make()`` in a thread; emits ``yielded`` per item and exactly one ending signal.
+
+    ``make`` runs in the worker thread too, so slow set-up (loading a checkpoint,
+    hashing data) never blocks the window. Endings: ``returned(value)`` after the
+    generator ran out (``value`` is its ``return`` value), ``aborted()`` after a
+    cancel, ``errored(message, details)`` with a one-line message for the user and
+    the traceback as details. ``on_cancel`` is called from :meth:`cancel` so a job
+    object with its own cancel flag (``SurfaceJob.cancel``) stops as soon as it can.
+    """
+
+    yielded = Signal(object)
+
+    def __init__(self, make: Callable[[], Iterable[Any]], on_cancel: Callable[[], None] | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._make = make
+        self._on_cancel = on_cancel
+
+    def cancel(self) -> None:  # noqa: D102 - also tells the job object
+        super().cancel()
         if self._on_cancel is not None:
             self._on_cancel()
 
     def run(self) -> None:  # noqa: D102 - QThread entry point
         try:
             iterator = iter(self._make())
-            result = None
             while True:
                 if self._cancelled:
                     close = getattr(iterator, "close", None)
@@ -107,18 +127,11 @@ class GeneratorWorker(QThread):
                 self.aborted.emit()
             else:
                 self.returned.emit(result)
-        except LandscapeError as exc:
-            self.errored.emit(one_line(exc), traceback.format_exc())
-        except Exception as exc:  # a bug or a library error: still one line for the user, the rest as details
-            self.errored.emit(f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
-
-    def stop_and_wait(self, timeout_ms: int = 30000) -> bool:
-        """Cancel and block until the thread has finished (used when a window closes)."""
-        self.cancel()
-        return self.wait(timeout_ms)
+        except Exception as exc:  # noqa: BLE001 - every failure reaches the user as one line
+            self._report_error(exc)
 
 
-class CallbackWorker(QThread):
+class CallbackWorker(_Worker):
     """Runs ``func(report)`` in a thread, for engine calls that report through a callback.
 
     ``report(*args)`` emits ``progress(args)`` and returns False once :meth:`cancel`
@@ -128,25 +141,10 @@ class CallbackWorker(QThread):
     """
 
     progress = Signal(object)
-    returned = Signal(object)
-    errored = Signal(str, str)
-    aborted = Signal()
 
     def __init__(self, func: Callable[[Callable[..., bool]], Any], parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._func = func
-        self._cancelled = False
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def start(self, *args) -> None:  # noqa: D102 - held until its thread ends (see keep_alive)
-        keep_alive(self)
-        super().start(*args)
-
-    def cancel(self) -> None:
-        self._cancelled = True
 
     def _report(self, *args: Any) -> bool:
         self.progress.emit(args)
@@ -155,16 +153,9 @@ class CallbackWorker(QThread):
     def run(self) -> None:  # noqa: D102 - QThread entry point
         try:
             result = self._func(self._report)
-        except LandscapeError as exc:
-            self.errored.emit(one_line(exc), traceback.format_exc())
-            return
-        except Exception as exc:
-            self.errored.emit(f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
+        except Exception as exc:  # noqa: BLE001 - every failure reaches the user as one line
+            self._report_error(exc)
             return
         if self._cancelled:
             self.aborted.emit()
         self.returned.emit(result)
-
-    def stop_and_wait(self, timeout_ms: int = 30000) -> bool:
-        self.cancel()
-        return self.wait(timeout_ms)
