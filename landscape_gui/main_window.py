@@ -21,13 +21,14 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import LandscapeError
+from engine.profile import nearest_node
 from engine.grid_export import export_grid
 from engine.references import one_line
 from engine.surface_job import SurfaceProgress, SurfaceRequest, line_request, resume_request
 from landscape_gui.jobs import JobRunner, Started
 from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
 from landscape_gui.settings import AppSettings
-from landscape_gui.state import AppState, Curve, Landscape
+from landscape_gui.state import AppState, Curve, Landscape, default_slice, value_label
 from landscape_gui.views.colors import colormap
 from landscape_gui.views.compare import CompareView
 from landscape_gui.views.heatmap import HeatmapView
@@ -325,7 +326,6 @@ class MainWindow(QMainWindow):
             return
         request = self._guard(line_request, landscape.path, segment[0], segment[1], LINE_POINTS)
         if request is not None:
-            self._pending_line = request.out
             self.submit(request)
 
     def _show_progress(self, busy: bool) -> None:
@@ -338,8 +338,7 @@ class MainWindow(QMainWindow):
         out = Path(request.out)
         self.written_here.add(out.resolve())
         landscape = Landscape.from_surface(started.surface)
-        is_line = getattr(self, "_pending_line", None) == request.out
-        landscape = self.state.add(landscape, make_current=not is_line)
+        landscape = self.state.add(landscape, make_current=request.line is None)  # a line joins the 1D view
         landscape.computing = True
         self.settings.add_recent(out)
         self.progress_bar.setRange(0, started.total)
@@ -369,16 +368,22 @@ class MainWindow(QMainWindow):
         for landscape in stale:
             self.state.updated.emit(landscape)
 
-    def _job_finished(self, request: SurfaceRequest, summary) -> None:
+    def _job_ended(self, request: SurfaceRequest | None, reread: bool = False) -> Landscape | None:
+        """Whatever the ending: stop pending redraws and show the landscape as it now is."""
         self._redraw_timer.stop()
         self._stale.clear()
-        landscape = self.state.find(request.out)
+        landscape = self.state.find(request.out) if request is not None else None
         if landscape is not None:
             landscape.computing = False
-            self._guard(landscape.reload)
+            if reread:
+                self._guard(landscape.reload)  # the finished file: its attributes are final now too
             self.state.updated.emit(landscape)
-            if "line" in landscape.surface.attrs and landscape.surface.dimensions == 1:
-                self._pin_line(landscape)
+        return landscape
+
+    def _job_finished(self, request: SurfaceRequest, summary) -> None:
+        landscape = self._job_ended(request, reread=True)
+        if landscape is not None and request.line is not None:
+            self._pin_line(landscape)
         if summary is not None:
             note = f"{Path(request.out).name}: {summary.done}/{summary.total} points in {summary.elapsed:.1f} s"
             if summary.nonfinite:
@@ -386,20 +391,13 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(note, 10000)
 
     def _job_cancelled(self, request: SurfaceRequest, summary) -> None:
-        self._redraw_timer.stop()
-        self._stale.clear()
-        landscape = self.state.find(request.out)
-        if landscape is not None:
-            landscape.computing = False
-            self.state.updated.emit(landscape)
+        self._job_ended(request)
         done = f"{summary.done}/{summary.total} points" if summary is not None else "the points computed"
         self.statusBar().showMessage(f"cancelled: {done} are saved in {request.out}; open it again to resume",
                                      10000)
 
     def _job_failed(self, request: SurfaceRequest, message: str, details: str) -> None:
-        landscape = self.state.find(request.out) if request is not None else None
-        if landscape is not None:
-            landscape.computing = False
+        self._job_ended(request)
         self.show_error(message, details)
 
     def _jobs_idle(self) -> None:
@@ -408,8 +406,6 @@ class MainWindow(QMainWindow):
 
     # -- the slice line ----------------------------------------------------------------------
     def reset_slice(self) -> None:
-        from landscape_gui.state import default_slice
-
         if self.state.current is not None and self.state.current.surface.dimensions == 2:
             self.state.view.slice = default_slice(self.state.current.surface)
 
@@ -433,8 +429,6 @@ class MainWindow(QMainWindow):
 
     # -- hover -------------------------------------------------------------------------------
     def show_hover(self, x: float, y: float) -> None:
-        from engine.profile import nearest_node
-
         landscape = self.state.current
         if landscape is None or landscape.surface.dimensions != 2:
             return
@@ -464,8 +458,7 @@ class MainWindow(QMainWindow):
         low, high = grid.levels(view.scale, view.clip_percentile)
         self.surface3d.set_surface(landscape.surface.x, landscape.surface.y, grid.preview(view.scale), (low, high),
                                    colormap(view.colormap))
-        metric = view.metric if view.metric in landscape.surface.values else landscape.metrics[0]
-        self.surface3d.set_axis_labels("x", "y", f"log10 {metric}" if view.scale == "log" else metric)
+        self.surface3d.set_axis_labels("x", "y", value_label(landscape.shown_metric(view.metric), view.scale))
         if reset:
             self.surface3d.reset_camera()
 

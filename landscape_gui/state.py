@@ -8,6 +8,7 @@ set ``view.slice = ...`` and check what every view shows.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,7 @@ from engine.display import SCALES, DisplayGrid
 from engine.surface_file import Surface, read_surface
 
 Point = tuple[float, float]
+AUTO_COMPARED = 6  # the first surfaces opened join the Compare tab by themselves; tick more in the list
 
 
 class Event:
@@ -53,7 +55,7 @@ class Landscape:
 
     @classmethod
     def from_surface(cls, surface: Surface) -> "Landscape":
-        return cls(surface=surface, name=display_name(surface))
+        return cls(surface=_pending_as_nan(surface), name=display_name(surface))
 
     @property
     def path(self) -> Path:
@@ -72,10 +74,13 @@ class Landscape:
         done, total = self.progress
         return done == total
 
+    def shown_metric(self, metric: str) -> str:
+        """``metric`` if this surface has it, else its first one (a Li et al. file may hold test_loss only)."""
+        return metric if metric in self.surface.values else self.metrics[0]
+
     def grid(self, metric: str) -> DisplayGrid:
         """Display arrays of ``metric`` (cached until new values arrive)."""
-        if metric not in self.surface.values:
-            metric = self.metrics[0]
+        metric = self.shown_metric(metric)
         if metric not in self._grids:
             self._grids[metric] = DisplayGrid(self.surface.values[metric], self.surface.done)
         return self._grids[metric]
@@ -91,14 +96,24 @@ class Landscape:
 
     def reload(self) -> None:
         """Re-read the file (after a job finished), keeping the name."""
-        self.surface = read_surface(self.surface.path)
+        self.surface = _pending_as_nan(read_surface(self.surface.path))
         self._grids.clear()
+
+
+def _pending_as_nan(surface: Surface) -> Surface:
+    """Values of points not computed are NaN, so views can use the arrays as they are."""
+    for array in surface.values.values():
+        array[~surface.done] = np.nan
+    return surface
+
+
+def value_label(metric: str, scale: str) -> str:
+    """Axis and color bar label of displayed values."""
+    return f"log10 {metric}" if scale == "log" else metric
 
 
 def display_name(surface: Surface) -> str:
     """A short label: the file name, plus the trainer's width and seed when recorded."""
-    import json
-
     label = surface.path.stem
     try:
         meta = json.loads(surface.attrs.get("checkpoint_metadata") or "{}")
@@ -118,25 +133,24 @@ class Curve:
     label: str
     x: np.ndarray
     values: dict[str, np.ndarray]
-    x_label: str = "distance along the line"
 
 
 class ViewState:
     """How landscapes are shown; every setter emits ``changed(name)`` if the value changed."""
 
-    FIELDS = ("metric", "scale", "clip_percentile", "colormap", "contours", "slice", "show_trajectory")
+    DEFAULTS: dict[str, Any] = {
+        "metric": "train_loss",
+        "scale": "log",
+        "clip_percentile": 100.0,
+        "colormap": "viridis",
+        "contours": 10,
+        "slice": None,  # (start, end) in the plane's coordinates
+        "show_trajectory": True,
+    }
 
     def __init__(self) -> None:
         self.changed = Event()
-        self._values: dict[str, Any] = {
-            "metric": "train_loss",
-            "scale": "log",
-            "clip_percentile": 100.0,
-            "colormap": "viridis",
-            "contours": 10,
-            "slice": None,  # (start, end) in the plane's coordinates
-            "show_trajectory": True,
-        }
+        self._values: dict[str, Any] = dict(ViewState.DEFAULTS)
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__.get("_values")
@@ -145,7 +159,7 @@ class ViewState:
         raise AttributeError(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ViewState.FIELDS:
+        if name in ViewState.DEFAULTS:
             self.set(name, value)
         else:
             super().__setattr__(name, value)
@@ -200,7 +214,7 @@ class AppState:
         else:
             self.landscapes.append(landscape)
             self.opened.emit(landscape)
-            if landscape.surface.dimensions == 2 and len([l for l in self.compared]) < 6:
+            if landscape.surface.dimensions == 2 and len(self.compared) < AUTO_COMPARED:
                 self.compared.append(landscape)
                 self.compared_changed.emit()
         if make_current:

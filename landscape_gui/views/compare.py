@@ -12,7 +12,7 @@ import pyqtgraph as pg
 
 from engine.contours import contour_lines
 from engine.display import contour_field, contour_levels, shared_levels
-from landscape_gui.state import AppState
+from landscape_gui.state import AppState, value_label
 from landscape_gui.views.colors import STATUS_LUT, colormap
 from landscape_gui.views.heatmap import grid_rect
 
@@ -95,7 +95,6 @@ class CompareView(pg.GraphicsLayoutWidget):
         for (plot, image), landscape, grid in zip(self.panels, self.state.compared, grids):
             surface = landscape.surface
             rect = grid_rect(surface.x, surface.y)
-            display = grid.image(view.scale)
             image.setImage(grid.preview(view.scale), levels=(low, high), autoLevels=False)
             image.setRect(rect)
             plot.status.setImage(grid.status, levels=(0, len(STATUS_LUT) - 1), autoLevels=False)
@@ -106,4 +105,4 @@ class CompareView(pg.GraphicsLayoutWidget):
             if reset_range:
                 plot.setRange(rect=rect, padding=0)
         self.colorbar.setLevels((low, high))
-        self.colorbar.axis.setLabel(f"log10 {view.metric}" if view.scale == "log" else view.metric)
+        self.colorbar.axis.setLabel(value_label(view.metric, view.scale))

@@ -14,7 +14,7 @@ from PySide6.QtCore import QPointF, QRectF, Signal
 
 from engine.contours import contour_lines
 from engine.display import contour_field, contour_levels
-from landscape_gui.state import AppState, Landscape
+from landscape_gui.state import AppState, Landscape, value_label
 from landscape_gui.views.colors import STATUS_LUT, colormap
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
@@ -71,7 +71,6 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         self.plot.addItem(self.message)
         self._syncing_roi = False
         self._shown: Landscape | None = None
-        self._rect_for: tuple[int, int, float, float, float, float] | None = None
         self.roi.sigRegionChanged.connect(self._roi_moved)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
         state.current_changed.connect(lambda _l: self.refresh(new_surface=True))
@@ -115,19 +114,14 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         self.message.setText("")
         surface = landscape.surface
         grid = landscape.grid(view.metric)
-        image = grid.image(view.scale)
         low, high = grid.levels(view.scale, view.clip_percentile)
         rect = grid_rect(surface.x, surface.y)
         self.image.setImage(grid.preview(view.scale), levels=(low, high), autoLevels=False)
         self.status_image.setImage(grid.status, levels=(0, len(STATUS_LUT) - 1), autoLevels=False)
-        key = (len(surface.x), len(surface.y), rect.x(), rect.y(), rect.width(), rect.height())
-        if key != self._rect_for or new_surface:
-            self.image.setRect(rect)
-            self.status_image.setRect(rect)
-            self._rect_for = key
+        self.image.setRect(rect)
+        self.status_image.setRect(rect)
         self.colorbar.setLevels((low, high))
-        metric = view.metric if view.metric in surface.values else landscape.metrics[0]
-        self.colorbar.axis.setLabel(f"log10 {metric}" if view.scale == "log" else metric)
+        self.colorbar.axis.setLabel(value_label(landscape.shown_metric(view.metric), view.scale))
         levels = contour_levels(low, high, view.contours)
         lines = contour_lines(surface.x, surface.y, contour_field(grid.preview(view.scale), high), levels)
         self.contours.setData(lines[:, 0], lines[:, 1], connect="pairs")

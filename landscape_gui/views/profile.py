@@ -107,7 +107,7 @@ class ProfileView(pg.GraphicsLayoutWidget):
         one_d = [l for l in self.state.landscapes if l.surface.dimensions == 1 and "line" not in l.surface.attrs]
         for k, landscape in enumerate(one_d):
             surface = landscape.surface
-            values = {m: np.where(surface.done, v, np.nan) for m, v in surface.values.items()}
+            values = surface.values  # NaN where not computed (state.Landscape guarantees it)
             is_current = landscape is current
             self._draw(f"file:{landscape.path}", landscape.name, surface.x, values,
                        PALETTE[(len(self.state.curves) + k + 1) % len(PALETTE)] if not is_current else PALETTE[0],
@@ -134,8 +134,8 @@ class ProfileView(pg.GraphicsLayoutWidget):
             self.last_profile = None
             return
         surface = current.surface
-        grids = {m: np.where(surface.done, v, np.nan) for m, v in surface.values.items()}
-        profile = line_profile(surface.x, surface.y, grids, segment[0], segment[1], PROFILE_SAMPLES)
+        # Values are NaN where not computed (state.Landscape guarantees it): no copy per mouse move.
+        profile = line_profile(surface.x, surface.y, surface.values, segment[0], segment[1], PROFILE_SAMPLES)
         self.last_profile = profile
         self._draw(LIVE_KEY, f"{current.name}: slice", profile.distance, profile.values, PALETTE[0], width=2.5)
 

@@ -58,7 +58,8 @@ def test_open_grid_puts_file_values_on_their_coordinates(window, affine_surface)
     for i, j in ((0, 0), (40, 32), (7, 25), (20, 16)):
         pixel = heatmap.image.mapFromParent(QPointF(surface.x[i], surface.y[j]))
         assert (int(np.floor(pixel.x())), int(np.floor(pixel.y()))) == (i, j)
-    assert heatmap.image.levels is not None and not heatmap.image.getLevels() is None
+    expected_levels = landscape.grid("train_loss").levels(window.state.view.scale)
+    assert tuple(heatmap.image.getLevels()) == pytest.approx(expected_levels)  # explicit levels, not auto
     assert str(Path(affine_surface).resolve()) in window.settings.recent_files()
 
 
