@@ -35,7 +35,7 @@ FRAME_MS = 1000 / 60
 
 def make_surface(folder: Path, points: int) -> Path:
     """A real surface: the mlp-sine sample (width 10) on a points x points grid."""
-    from engine.surface_job import SurfaceJob, SurfaceRequest
+    from engine.jobs.surface import SurfaceJob, SurfaceRequest
     from samples.registry import train
 
     run = train("mlp-sine", folder / "w10", seed=0, width=10, epochs=300)
@@ -108,8 +108,8 @@ def reference_drag(path: Path, steps: int) -> list[float]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from engine.profile import line_profile
-    from engine.surface_file import read_surface
+    from engine.display.profile import line_profile
+    from engine.io.store import read_surface
 
     surface = read_surface(path)
     fig, ax = plt.subplots(figsize=(9, 3), dpi=100)

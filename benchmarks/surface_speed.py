@@ -76,13 +76,13 @@ TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOL
 # --------------------------------------------------------------------------------------
 # Models and data: the samples package's, so every tool sees the recipes' models.
 # --------------------------------------------------------------------------------------
-from samples.datasets import digits as _samples_digits  # noqa: E402
-from samples.datasets import sine as _samples_sine  # noqa: E402
-from samples.models import mlp as _mlp  # noqa: E402
-from samples.models import small_cnn as _small_cnn  # noqa: E402
+from engine.builtin.datasets import digits as _samples_digits  # noqa: E402
+from engine.builtin.datasets import sine as _samples_sine  # noqa: E402
+from engine.builtin.models import mlp as _mlp  # noqa: E402
+from engine.builtin.models import small_cnn as _small_cnn  # noqa: E402
 
-MODEL_SOURCE = "samples.models / samples.datasets"
-MLP_REF, CNN_REF = "samples.models:mlp", "samples.models:small_cnn"
+MODEL_SOURCE = "engine.builtin.models / engine.builtin.datasets"
+MLP_REF, CNN_REF = "engine.builtin.models:mlp", "engine.builtin.models:small_cnn"
 
 
 def _sine(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +127,7 @@ def _paths(case: Case, workdir: Path) -> dict[str, Path]:
 
 def setup(case: Case, workdir: Path) -> None:
     """Train the model briefly (seeded, so the loss is not ~0), store checkpoint and data."""
-    from engine.checkpoints import save_checkpoint
+    from engine.io.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     model = case.factory(**case.kwargs)
@@ -153,7 +153,7 @@ def setup(case: Case, workdir: Path) -> None:
 
 def load(case: Case, workdir: Path) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """The stored model (eval mode, no grads) and data: what every tool starts from."""
-    from engine.checkpoints import load_checkpoint
+    from engine.io.checkpoints import load_checkpoint
 
     paths = _paths(case, workdir)
     model = case.factory(**case.kwargs)
@@ -170,8 +170,8 @@ def load(case: Case, workdir: Path) -> tuple[nn.Module, torch.Tensor, torch.Tens
 # (a) Landscape
 # --------------------------------------------------------------------------------------
 def run_landscape(case: Case, workdir: Path, side: int, strategy: str = "auto", tag: str = "") -> dict[str, Any]:
-    from engine.surface_file import read_surface
-    from engine.surface_job import SurfaceJob, SurfaceRequest
+    from engine.io.store import read_surface
+    from engine.jobs.surface import SurfaceJob, SurfaceRequest
 
     paths = _paths(case, workdir)
     out = workdir / f"{case.name}-{strategy}-{side}{tag}-{os.getpid()}.h5"
@@ -489,7 +489,7 @@ def run_case(case: Case, side: int, repeats: int, workdir: Path, args: argparse.
     origin = {"landscape": origin_ours, "loss-landscapes": best["loss-landscapes"]["origin"], "li-et-al": origin_li}
 
     # Agreement 2: Li et al.'s loop fed Landscape's own directions reproduces Landscape's surface.
-    from engine.surface_file import read_directions, read_surface
+    from engine.io.store import read_directions, read_surface
 
     surface = read_surface(ours["path"])
     directions = read_directions(ours["path"])

@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from engine import __version__
 from engine.errors import LandscapeError
@@ -86,42 +86,18 @@ def _add_export(sub: Any) -> None:
     p.set_defaults(run=_run_export)
 
 
-def _add_train(sub: Any) -> None:
-    from samples.registry import RECIPES
-
-    p = sub.add_parser(
-        "train",
-        help="train a sample recipe: self-describing checkpoints, a trajectory, its data and loss history",
-        description="Recipes: " + "; ".join(f"{name}: {recipe.description}" for name, recipe in RECIPES.items()),
-    )
-    p.add_argument("recipe", help=f"one of: {', '.join(RECIPES)}")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    seen: dict[str, Any] = {}
-    for recipe in RECIPES.values():
-        for option in recipe.options:
-            if option.name in seen:
-                continue
-            seen[option.name] = option
-            p.add_argument(
-                "--" + option.name.replace("_", "-"),
-                dest=option.name,
-                type=option.type,
-                default=None,
-                help=f"{option.help} (recipes: {', '.join(r.name for r in RECIPES.values() if any(o.name == option.name for o in r.options))})",
-            )
-    p.set_defaults(run=_run_train)
+# A subcommand adds its parser to the subparsers and sets ``run`` on it; front ends that
+# compose the engine with other packages (``landscape_cli`` adds ``train``) pass more.
+Subcommand = Callable[[Any], None]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions: Sequence[Subcommand] = ()) -> argparse.ArgumentParser:
     parser = _Parser(prog="landscape", description="Loss landscapes of PyTorch checkpoints, headless.")
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    _add_surface(sub)
-    _add_info(sub)
-    _add_export(sub)
-    _add_train(sub)
+    for add in (_add_surface, _add_info, _add_export, *extensions):
+        add(sub)
     return parser
 
 
@@ -142,8 +118,8 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 def _run_surface(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.models import parse_kwargs
-    from engine.surface_job import SurfaceJob, SurfaceRequest, parse_line
+    from engine.io.models import parse_kwargs
+    from engine.jobs.surface import SurfaceJob, SurfaceRequest, parse_line
 
     request = SurfaceRequest(
         checkpoint=args.checkpoint,
@@ -213,7 +189,7 @@ def _stop_on_sigterm() -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from engine.info import describe, format_summary
+    from engine.io.info import describe, format_summary
 
     summary = describe(args.file)
     print(json.dumps(summary, indent=2, sort_keys=True) if args.json else format_summary(summary))
@@ -221,8 +197,8 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from engine.grid_export import export_grid
-    from engine.surface_file import read_surface
+    from engine.io.export import export_grid
+    from engine.io.store import read_surface
 
     surface = read_surface(args.grid)
     out = export_grid(surface, args.out, args.metric, log=args.log, zmax=args.zmax)
@@ -231,39 +207,11 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from samples.registry import RECIPES, train
-
-    recipe = RECIPES.get(args.recipe)
-    if recipe is None:
-        raise LandscapeError(f"unknown recipe '{args.recipe}'; choose one of: {', '.join(RECIPES)}")
-    allowed = {o.name for o in recipe.options}
-    given = {o.name: getattr(args, o.name) for r in RECIPES.values() for o in r.options if getattr(args, o.name, None) is not None}
-    wrong = sorted(set(given) - allowed)
-    if wrong:
-        raise LandscapeError(
-            f"recipe {args.recipe} takes no --{wrong[0].replace('_', '-')}; its options: "
-            + (", ".join("--" + o.replace("_", "-") for o in sorted(allowed)) or "none")
-        )
-    from tqdm import tqdm
-
-    with tqdm(unit="epoch", desc=args.recipe, disable=None, file=sys.stderr) as bar:
-
-        def progress(epoch: int, total: int, loss: float) -> None:
-            bar.total = total
-            bar.set_postfix_str(f"train_loss {loss:.3g}", refresh=False)
-            bar.update(epoch - bar.n)
-
-        result = train(args.recipe, Path(args.out), seed=args.seed, progress=progress, **given)
-    print(result.describe())
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, extensions: Sequence[Subcommand] = ()) -> int:
     argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in argv
     try:
-        parser = build_parser()
+        parser = build_parser(extensions)
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
             parser.print_help()

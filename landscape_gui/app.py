@@ -1,7 +1,7 @@
 """Start the desktop app: ``landscape-gui [FILES...] [--screenshot PNG]``.
 
 With no files it opens on the built-in sample: the mlp-sine recipe is trained
-once into a cache folder (samples.first_run), then its surface is computed in the
+once into a cache folder (landscape_gui.first_run), then its surface is computed in the
 background and fills in on screen, coarse first. A finished sample is reopened
 at once on later launches.
 """
@@ -93,7 +93,7 @@ def install_error_hook(window) -> None:
     """A bug in a slot becomes the window's error dialog (one line, details), not a console traceback."""
     import traceback
 
-    from engine.references import one_line
+    from engine.io.references import one_line
 
     def hook(kind, value, tb) -> None:
         if issubclass(kind, KeyboardInterrupt):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from engine.surface_file import read_surface
+from engine.io.store import read_surface
 from landscape_gui.workers import CallbackWorker
 from samples import registry
-from samples.first_run import FirstRun, plan
+from landscape_gui.first_run import FirstRun, plan
 
 
 def start_sample(window, run: FirstRun | None = None) -> FirstRun:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.surface_file import Surface, read_surface
-from engine.surface_job import SurfaceJob, SurfaceProgress, SurfaceRequest
+from engine.io.store import Surface, read_surface
+from engine.jobs.surface import SurfaceJob, SurfaceProgress, SurfaceRequest
 from landscape_gui.workers import GeneratorWorker
 
 

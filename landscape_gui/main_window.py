@@ -21,10 +21,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import LandscapeError
-from engine.profile import nearest_node
-from engine.grid_export import export_grid
-from engine.references import one_line
-from engine.surface_job import SurfaceProgress, SurfaceRequest, line_request, resume_request
+from engine.display.profile import nearest_node
+from engine.io.export import export_grid
+from engine.io.references import one_line
+from engine.jobs.surface import SurfaceProgress, SurfaceRequest, line_request, resume_request
 from landscape_gui.jobs import JobRunner, Started
 from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
 from landscape_gui.settings import AppSettings
@@ -544,7 +544,7 @@ class MainWindow(QMainWindow):
     # -- samples ------------------------------------------------------------------------------------
     def train_sample_dialog(self) -> None:
         from landscape_gui.dialogs.train_dialog import TrainSampleDialog
-        from samples.first_run import cache_root
+        from landscape_gui.first_run import cache_root
 
         base = Path(self.settings.last_folder("samples")) if self.settings.q.contains("folders/samples") \
             else cache_root() / "runs"

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QSpinBox, QVBoxLayout, QWidget,
 )
 
-from engine.display import SCALES
+from engine.display.levels import SCALES
 from landscape_gui.state import AppState, Landscape
 from landscape_gui.views.colors import COLORMAPS
 

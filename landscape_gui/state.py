@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from engine.display import SCALES, DisplayGrid
-from engine.surface_file import Surface, read_surface
+from engine.display.levels import SCALES, DisplayGrid
+from engine.io.store import Surface, read_surface
 
 Point = tuple[float, float]
 AUTO_COMPARED = 6  # the first surfaces opened join the Compare tab by themselves; tick more in the list

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.errors import LandscapeError
-from engine.references import one_line
+from engine.io.references import one_line
 
 
 _RUNNING: set[QThread] = set()  # started workers, held until their thread has ended

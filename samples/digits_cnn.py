@@ -19,7 +19,7 @@ if __name__ == "__main__" and not __package__:  # run as a file: import the samp
 from pathlib import Path
 from typing import Any
 
-from samples import datasets
+from engine.builtin import datasets
 from samples.options import Option, check_seed, resolve
 from samples.training import Job, Progress, TrainResult, run
 
@@ -42,7 +42,7 @@ def make_job(seed: int, opts: dict[str, Any]) -> Job:
         recipe=NAME,
         seed=seed,
         options=opts,
-        model_factory="samples.models:small_cnn",
+        model_factory="engine.builtin.models:small_cnn",
         model_kwargs={"channels": opts["channels"], "num_classes": 10},
         task="classification",
         train_data=train_data,

@@ -19,7 +19,7 @@ if __name__ == "__main__" and not __package__:  # run as a file: import the samp
 from pathlib import Path
 from typing import Any
 
-from samples import datasets
+from engine.builtin import datasets
 from samples.options import Option, check_seed, resolve
 from samples.training import Job, Progress, TrainResult, run
 
@@ -47,7 +47,7 @@ def make_job(seed: int, opts: dict[str, Any]) -> Job:
         recipe=NAME,
         seed=seed,
         options=opts,
-        model_factory="samples.models:mlp",
+        model_factory="engine.builtin.models:mlp",
         model_kwargs={"in_dim": datasets.SINE_DIM, "width": opts["width"], "depth": opts["depth"], "out_dim": 1},
         task="regression",
         train_data=datasets.load_dataset(train_name),

@@ -2,7 +2,7 @@
 
 A recipe describes its run as a :class:`Job`; :func:`run` trains it and writes::
 
-    OUT/model.pt               final self-describing checkpoint (engine.checkpoints)
+    OUT/model.pt               final self-describing checkpoint (engine.io.checkpoints)
     OUT/trajectory/epoch_N.pt  evenly spaced checkpoints, epoch 0 (init) to the last
     OUT/train.npz, test.npz    arrays x, y: exactly the data used
     OUT/history.json           losses (and accuracies) at the evaluated epochs
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.checkpoints import save_checkpoint
-from engine.references import resolve as resolve_reference
+from engine.io.checkpoints import save_checkpoint
+from engine.io.references import resolve as resolve_reference
 from samples.files import prepare_out, write_json, write_npz
 
 # progress(epoch, total_epochs, train_loss) -> None | bool; returning False cancels.
@@ -42,7 +42,7 @@ class Job:
     recipe: str
     seed: int
     options: dict[str, Any]
-    model_factory: str  # reference such as "samples.models:mlp"
+    model_factory: str  # reference such as "engine.builtin.models:mlp"
     model_kwargs: dict[str, Any]
     task: str  # "regression" (MSE) or "classification" (cross-entropy)
     train_data: tuple[torch.Tensor, torch.Tensor]

@@ -12,7 +12,7 @@ from tests.conftest import ROOT, run_cli_env
 
 
 def test_state_and_engine_import_without_qt():
-    code = ("import sys, landscape_gui.state, samples.first_run, engine.cli, engine.display, engine.contours; "
+    code = ("import sys, landscape_gui.state, landscape_gui.first_run, engine.cli, engine.display.levels, engine.display.contours; "
             "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=run_cli_env(), capture_output=True, text=True,
                             check=True)
@@ -20,7 +20,7 @@ def test_state_and_engine_import_without_qt():
 
 
 def _surface(tmp_path, name: str, dims: int = 2):
-    from engine.surface_file import Surface, write_surface
+    from engine.io.store import Surface, write_surface
 
     x = np.linspace(-1, 1, 5)
     y = np.linspace(-2, 2, 3) if dims == 2 else None

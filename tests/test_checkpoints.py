@@ -1,4 +1,4 @@
-"""engine.checkpoints.load_checkpoint + engine.models.build_model against real files."""
+"""engine.io.checkpoints.load_checkpoint + engine.io.models.build_model against real files."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from engine.checkpoints import file_sha256, load_checkpoint, save_checkpoint
-from engine.data import DataSet, tensor_sha256
+from engine.io.checkpoints import file_sha256, load_checkpoint, save_checkpoint
+from engine.io.data import DataSet, tensor_sha256
 from engine.errors import LandscapeError
-from engine.models import build_model, load_weights
-from engine.problem import Problem
+from engine.io.models import build_model, load_weights
+from engine.numerics.problem import Problem
 from tests import zoo
 
 
@@ -133,18 +133,18 @@ def test_torchscript_module_can_be_evaluated_by_a_copying_problem(tmp_path):
 
 
 def test_landscape_checkpoint_rebuilds_its_trusted_sample_factory(tmp_path):
-    from samples.models import mlp
+    from engine.builtin.models import mlp
 
     kwargs = {"in_dim": 3, "width": 5, "depth": 1, "out_dim": 2}
     reference = seeded(mlp, 7, **kwargs)
-    path = save_checkpoint(tmp_path / "own.pt", model_factory="samples.models:mlp", model_kwargs=kwargs,
+    path = save_checkpoint(tmp_path / "own.pt", model_factory="engine.builtin.models:mlp", model_kwargs=kwargs,
                            state_dict=reference.state_dict(), metadata={"epoch": 4})
     checkpoint = load_checkpoint(path)
     assert checkpoint.kind == "landscape"
-    assert checkpoint.model_factory == "samples.models:mlp"
+    assert checkpoint.model_factory == "engine.builtin.models:mlp"
     assert checkpoint.metadata == {"epoch": 4}
     model, ref, used = build_model(checkpoint)
-    assert ref == "samples.models:mlp" and used == kwargs
+    assert ref == "engine.builtin.models:mlp" and used == kwargs
     assert_same_weights(model, reference)
 
 
@@ -160,16 +160,16 @@ def test_landscape_checkpoint_naming_untrusted_factory_is_refused_with_hint_to_p
 
 def test_checkpoint_cannot_run_code_through_trusted_packages(tmp_path):
     # Functions of trusted packages that import or unpickle files, or attribute walks
-    # out of samples.models, must not be called just because a checkpoint names them.
+    # out of engine.builtin.models, must not be called just because a checkpoint names them.
     marker = tmp_path / "PWNED"
     payload = tmp_path / "payload.py"
     payload.write_text(f"open({str(marker)!r}, 'w').write('x')\ndef f():\n    return None\n")
     evil_pickle = tmp_path / "evil.pt"
     torch.save({"x": _SystemPayload(f"touch {marker}")}, evil_pickle)
     attempts = [
-        ("engine.references:resolve", {"ref": f"{payload}:f"}),
-        ("engine.checkpoints:load_checkpoint", {"path": str(evil_pickle), "trust_pickle": True}),
-        ("samples.models:nn.modules.module.torch.load", {"f": str(evil_pickle), "weights_only": False}),
+        ("engine.io.references:resolve", {"ref": f"{payload}:f"}),
+        ("engine.io.checkpoints:load_checkpoint", {"path": str(evil_pickle), "trust_pickle": True}),
+        ("engine.builtin.models:nn.modules.module.torch.load", {"f": str(evil_pickle), "weights_only": False}),
     ]
     for factory, kwargs in attempts:
         path = save_checkpoint(tmp_path / "sneaky.pt", model_factory=factory, model_kwargs=kwargs,
@@ -342,7 +342,7 @@ def test_folder_and_missing_path_give_one_line_errors(tmp_path):
 
 def test_damaged_landscape_checkpoint_gives_one_line_error(tmp_path):
     path = tmp_path / "damaged.pt"
-    torch.save({"format": "landscape-checkpoint", "format_version": 1, "model_factory": "samples.models:mlp"}, path)
+    torch.save({"format": "landscape-checkpoint", "format_version": 1, "model_factory": "engine.builtin.models:mlp"}, path)
     with pytest.raises(LandscapeError) as exc:
         load_checkpoint(path)
     one_line(exc)
@@ -385,7 +385,7 @@ def test_load_checkpoint_never_modifies_the_file(tmp_path):
     ts = tmp_path / "ts.pt"
     torch.jit.script(model).save(str(ts))
     files.append((ts, False))
-    own = save_checkpoint(tmp_path / "own.pt", model_factory="samples.models:mlp",
+    own = save_checkpoint(tmp_path / "own.pt", model_factory="engine.builtin.models:mlp",
                           model_kwargs={"in_dim": 4, "width": 8, "depth": 1}, state_dict=model.state_dict())
     files.append((own, False))
     whole = tmp_path / "whole.pt"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import file_sha256
+from engine.io.checkpoints import file_sha256
 from engine.cli import main
 from tests import zoo
 

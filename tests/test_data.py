@@ -1,4 +1,4 @@
-"""engine.data.load_data and engine.problem against real files in tmp_path."""
+"""engine.io.data.load_data and engine.numerics.problem against real files in tmp_path."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from engine.data import DataSet, load_data, tensor_sha256
+from engine.io.data import DataSet, load_data, tensor_sha256
 from engine.errors import LandscapeError
-from engine.problem import Problem, resolve_loss
+from engine.numerics.problem import Problem, resolve_loss
 from tests import zoo
 
 N, D = 12, 3
@@ -417,7 +417,7 @@ def test_cross_entropy_on_float_targets_gives_one_line_error():
 
 
 def test_sample_data_loads_when_samples_exist():
-    pytest.importorskip("samples.datasets")
+    pytest.importorskip("engine.builtin.datasets")
     data = load_data("sample:sine")
     assert data.x.shape[0] == data.y.shape[0] == data.total_samples
     assert load_data("sample:sine").sha256 == data.sha256

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.directions import normalize_direction, pca_basis, random_basis, random_direction
+from engine.numerics.directions import normalize_direction, pca_basis, random_basis, random_direction
 from engine.errors import LandscapeError
 from tests.reference_models import cnn_bn, mlp
 

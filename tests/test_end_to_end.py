@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import load_checkpoint
-from engine.cli import main
-from engine.surface_file import read_directions, read_surface
+from engine.io.checkpoints import load_checkpoint
+from landscape_cli import main
+from engine.io.store import read_directions, read_surface
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_surface_centre_is_the_training_loss_the_recipe_recorded(trained: Path, 
     assert surface.values["train_loss"][2, 2] == pytest.approx(recorded, rel=1e-4, abs=1e-7)
     # A trained model sits in a basin: the centre is the lowest point of the grid.
     assert surface.values["train_loss"][2, 2] == np.nanmin(surface.values["train_loss"])
-    assert surface.attrs["model"] == "samples.models:mlp"
+    assert surface.attrs["model"] == "engine.builtin.models:mlp"
 
 
 def test_built_in_sample_data_is_the_data_the_recipe_trained_on(trained: Path, tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import torch
 
 from engine.cli import main
 from engine.errors import LandscapeError
-from engine.grid_export import export_grid, write_csv, write_vtp
-from engine.surface_file import Surface, read_directions, read_surface, write_surface
-from engine.surface_job import SurfaceJob, SurfaceRequest
+from engine.io.export import export_grid, write_csv, write_vtp
+from engine.io.store import Surface, read_directions, read_surface, write_surface
+from engine.jobs.surface import SurfaceJob, SurfaceRequest
 from tests.test_li_format import known, write_li_file
 
 

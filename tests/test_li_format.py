@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from engine.info import describe
-from engine.surface_file import read_surface
-from engine.surface_job import SurfaceJob, SurfaceRequest
+from engine.io.info import describe
+from engine.io.store import read_surface
+from engine.jobs.surface import SurfaceJob, SurfaceRequest
 
 
 def known(x: float, y: float) -> float:

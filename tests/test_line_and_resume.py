@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine.errors import LandscapeError
-from engine.surface_file import read_surface
-from engine.surface_job import SurfaceJob, SurfaceRequest, line_request, resume_request
+from engine.io.store import read_surface
+from engine.jobs.surface import SurfaceJob, SurfaceRequest, line_request, resume_request
 
 
 def _surface(case: dict[str, str], out: Path, **extra) -> SurfaceRequest:

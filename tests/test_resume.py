@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from engine.errors import LandscapeError
-from engine.grid import coarse_to_fine_order
-from engine.surface_file import read_surface
-from engine.surface_job import SurfaceJob, SurfaceRequest
+from engine.numerics.grid import coarse_to_fine_order
+from engine.io.store import read_surface
+from engine.jobs.surface import SurfaceJob, SurfaceRequest
 from tests.conftest import MODELS, ROOT, run_cli_env
 
 

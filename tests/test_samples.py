@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from engine.checkpoints import load_checkpoint
+from engine.io.checkpoints import load_checkpoint
 from engine.errors import LandscapeError
-from engine.references import resolve
-from samples import datasets
-from samples.models import mlp, small_cnn
+from engine.io.references import resolve
+from engine.builtin import datasets
+from engine.builtin.models import mlp, small_cnn
 from samples.registry import RECIPES, get, train
 from samples.training import evaluate, snapshot_epochs
 
@@ -185,7 +185,7 @@ def test_metadata_loss_matches_the_loss_recomputed_from_npz(sine_run, digits_run
 def test_recipe_json_records_recipe_seed_and_options(sine_run):
     recipe = json.loads((sine_run.out / "recipe.json").read_text())
     assert recipe["recipe"] == "mlp-sine" and recipe["seed"] == 0 and recipe["cancelled"] is False
-    assert recipe["options"]["width"] == 16 and recipe["model_factory"] == "samples.models:mlp"
+    assert recipe["options"]["width"] == 16 and recipe["model_factory"] == "engine.builtin.models:mlp"
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(tmp_path, sine_run):
@@ -366,7 +366,7 @@ def test_recipe_script_reports_bad_options_in_one_line(tmp_path):
 
 
 def test_metadata_data_names_load_the_same_data_as_the_npz_files(sine_run, digits_run, tmp_path):
-    from engine.data import load_data
+    from engine.io.data import load_data
 
     for run in (sine_run, digits_run):
         meta = load_checkpoint(run.checkpoint).metadata
@@ -379,7 +379,7 @@ def test_metadata_data_names_load_the_same_data_as_the_npz_files(sine_run, digit
 
 
 def test_landscape_train_command_runs_a_recipe(tmp_path, capsys):
-    from engine.cli import main
+    from landscape_cli import main
 
     assert main(["train", "mlp-sine", "--out", str(tmp_path), "--width", "4", "--epochs", "2"]) == 0
     assert (tmp_path / "model.pt").is_file() and str(tmp_path / "model.pt") in capsys.readouterr().out

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import load_checkpoint
-from engine.data import load_data
-from engine.evaluate import PointEvaluator
-from engine.models import build_model
-from engine.problem import Problem
-from engine.surface_file import read_directions, read_surface
-from engine.surface_job import SurfaceJob, SurfaceRequest
+from engine.io.checkpoints import load_checkpoint
+from engine.io.data import load_data
+from engine.numerics.evaluate import PointEvaluator
+from engine.io.models import build_model
+from engine.numerics.problem import Problem
+from engine.io.store import read_directions, read_surface
+from engine.jobs.surface import SurfaceJob, SurfaceRequest
 from tests.conftest import MODELS
 
 

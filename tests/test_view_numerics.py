@@ -1,16 +1,16 @@
-"""The numerics behind the views (engine.profile, engine.contours, engine.display) against closed forms."""
+"""The numerics behind the views (engine.display.profile, engine.display.contours, engine.display.levels) against closed forms."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.contours import contour_lines, contour_segments
-from engine.display import (
+from engine.display.contours import contour_lines, contour_segments
+from engine.display.levels import (
     COMPUTED, NONFINITE, PENDING, DisplayGrid, color_levels, contour_field, contour_levels, display_values,
     shared_levels, status_codes,
 )
-from engine.profile import line_profile, nearest_node
+from engine.display.profile import line_profile, nearest_node
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_display_grid_caches_per_scale_and_shared_levels_span_all_surfaces():
 
 
 def test_coarse_preview_fills_pending_points_from_the_nearest_computed_one():
-    from engine.display import coarse_preview
+    from engine.display.levels import coarse_preview
 
     image = np.full((5, 5), np.nan, dtype=np.float32)
     done = np.zeros((5, 5), bool)

@@ -1,6 +1,6 @@
 """Tiny model factories for tests, named by reference (``tests.zoo:linear``).
 
-They are deliberately *not* trusted by Landscape (only ``samples.models`` is): a
+They are deliberately *not* trusted by Landscape (only ``engine.builtin.models`` is): a
 checkpoint naming them must be confirmed with ``--model``.
 """
 

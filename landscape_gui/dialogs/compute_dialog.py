@@ -1,7 +1,7 @@
-"""Choose a new surface around an open checkpoint: ``ComputeDialog`` -> ``engine.surface_job.SurfaceRequest``.
+"""Choose a new surface around an open checkpoint: ``ComputeDialog`` -> ``engine.jobs.surface.SurfaceRequest``.
 
-The dialog only gathers choices; grid strings are checked with ``engine.grid.parse_axis``
-and the device with ``engine.problem.resolve_device``, and the request is handed to the
+The dialog only gathers choices; grid strings are checked with ``engine.numerics.grid.parse_axis``
+and the device with ``engine.numerics.problem.resolve_device``, and the request is handed to the
 engine as it is. An output file that exists already is resumed by the engine when its
 settings match; it is replaced only if the user ticks "Overwrite existing file".
 """
@@ -35,12 +35,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.directions import IGNORES, NORMS
+from engine.numerics.directions import IGNORES, NORMS
 from engine.errors import LandscapeError
-from engine.grid import parse_axis
-from engine.problem import resolve_device
-from engine.references import one_line
-from engine.surface_job import SurfaceRequest
+from engine.numerics.grid import parse_axis
+from engine.numerics.problem import resolve_device
+from engine.io.references import one_line
+from engine.jobs.surface import SurfaceRequest
 from landscape_gui.dialogs.model_dialog import ErrorLabel, ModelChoice, browse_button, row
 
 # Direction kinds as the dialog names them; "file" becomes the .h5 path in the request.

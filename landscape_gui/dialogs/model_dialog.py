@@ -36,14 +36,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.checkpoints import Checkpoint, load_checkpoint
+from engine.io.checkpoints import Checkpoint, load_checkpoint
 from engine.errors import LandscapeError
-from engine.models import build_model, parse_kwargs
-from engine.references import is_trusted, one_line, resolve, split_reference
+from engine.io.models import build_model, parse_kwargs
+from engine.io.references import is_trusted, one_line, resolve, split_reference
 
 RECENT_LIMIT = 10
 DATA_SUFFIXES = (".npz", ".pt", ".pth", ".h5", ".hdf5")
-# engine.checkpoints words the refusal of a pickle that needs code this way.
+# engine.io.checkpoints words the refusal of a pickle that needs code this way.
 _PICKLE_NEEDED = "needs arbitrary unpickling"
 
 KEY_RECENT_MODELS = "model_dialog/recent_models"
@@ -275,7 +275,7 @@ def check_choice(path: str | Path, choice: ModelChoice) -> str:
     data = choice.data
     suffix = Path(data).suffix.lower()
     if data.startswith("sample:"):
-        from samples.datasets import DATASETS  # the engine's sample: names
+        from engine.builtin.datasets import DATASETS  # the engine's sample: names
 
         if data[len("sample:"):] not in DATASETS:
             raise LandscapeError(f"no built-in data set '{data}'; choose one of: "
@@ -309,7 +309,7 @@ class ModelDialog(QDialog):
         self._failed_choice: ModelChoice | None = None
         initial = initial or prefill_from_checkpoint(self._path, self._probe)
 
-        from samples.datasets import DATASETS
+        from engine.builtin.datasets import DATASETS
 
         self.model_edit = RecentCombo(load_recent(settings, KEY_RECENT_MODELS),
                                       placeholder="module.path:callable or path/to/file.py:callable")

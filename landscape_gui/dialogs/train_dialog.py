@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import LandscapeError
-from engine.references import one_line
+from engine.io.references import one_line
 from landscape_gui.dialogs.model_dialog import ErrorLabel, browse_button, row
 from landscape_gui.workers import CallbackWorker
 from samples import registry

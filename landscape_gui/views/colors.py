@@ -8,7 +8,7 @@ import pyqtgraph as pg
 # Perceptually uniform maps first: loss surfaces are read by their level sets.
 COLORMAPS = ("viridis", "plasma", "inferno", "magma", "cividis", "turbo", "CET-L1", "CET-D1")
 
-# RGBA drawn under the colored image for each engine.display status code.
+# RGBA drawn under the colored image for each engine.display.levels status code.
 STATUS_LUT = np.array(
     [
         [0, 0, 0, 0],  # COMPUTED: the value image covers it

@@ -1,6 +1,6 @@
 """Side by side: several 2D surfaces on one shared color scale (a width sweep at a glance).
 
-One ColorBarItem drives every image, with levels from engine.display.shared_levels,
+One ColorBarItem drives every image, with levels from engine.display.levels.shared_levels,
 so equal colors mean equal loss across panels.
 """
 
@@ -10,8 +10,8 @@ import math
 
 import pyqtgraph as pg
 
-from engine.contours import contour_lines
-from engine.display import contour_field, contour_levels, shared_levels
+from engine.display.contours import contour_lines
+from engine.display.levels import contour_field, contour_levels, shared_levels
 from landscape_gui.state import AppState, value_label
 from landscape_gui.views.colors import STATUS_LUT, colormap
 from landscape_gui.views.heatmap import grid_rect

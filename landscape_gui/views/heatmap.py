@@ -3,7 +3,7 @@ the training trajectory, point status, and a slice line whose ends can be dragge
 
 Follows pyqtgraph's performance advice: float32 C-contiguous images, explicit
 levels, lookup tables from the colormap; a colormap, scale or clip change only
-swaps cached arrays and levels (engine.display caches them), never recomputes.
+swaps cached arrays and levels (engine.display.levels caches them), never recomputes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
 
-from engine.contours import contour_lines
-from engine.display import contour_field, contour_levels
+from engine.display.contours import contour_lines
+from engine.display.levels import contour_field, contour_levels
 from landscape_gui.state import AppState, Landscape, value_label
 from landscape_gui.views.colors import STATUS_LUT, colormap
 

@@ -1,7 +1,7 @@
 """The 1D view: loss (left axis) and accuracy (right axis) along a line, several curves overlaid.
 
 It shows, from the state: the live profile under the slice line of the current 2D
-surface (interpolated by engine.profile as the line is dragged), the current 1D
+surface (interpolated by engine.display.profile as the line is dragged), the current 1D
 surface, and every pinned curve (computed lines, earlier profiles, other 1D files).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from engine.profile import line_profile
+from engine.display.profile import line_profile
 from landscape_gui.state import AppState, Curve
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),

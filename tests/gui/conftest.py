@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from engine.surface_file import Surface, write_surface  # noqa: E402
+from engine.io.store import Surface, write_surface  # noqa: E402
 
 
 def affine(x: np.ndarray, y: np.ndarray) -> np.ndarray:

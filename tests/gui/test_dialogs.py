@@ -10,8 +10,8 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings, Qt
 
-from engine.checkpoints import save_checkpoint
-from engine.surface_job import SurfaceRequest
+from engine.io.checkpoints import save_checkpoint
+from engine.jobs.surface import SurfaceRequest
 from landscape_gui.dialogs.compute_dialog import ComputeDialog
 from landscape_gui.dialogs.model_dialog import (
     KEY_RECENT_DATA,
@@ -135,16 +135,16 @@ def test_pickle_checkbox_appears_only_for_a_pickle_that_needs_trust(qtbot, setti
 
 def test_prefill_uses_factory_kwargs_and_training_data_a_checkpoint_names(qtbot, settings, tmp_path):
     torch.manual_seed(0)
-    from samples.models import mlp
+    from engine.builtin.models import mlp
 
     kwargs = {"in_dim": 20, "width": 5, "depth": 1, "out_dim": 1}
-    path = save_checkpoint(tmp_path / "model.pt", model_factory="samples.models:mlp", model_kwargs=kwargs,
+    path = save_checkpoint(tmp_path / "model.pt", model_factory="engine.builtin.models:mlp", model_kwargs=kwargs,
                            state_dict=mlp(**kwargs).state_dict(), metadata={"train_data": "sample:sine"})
-    expected = ModelChoice(model="samples.models:mlp", model_kwargs=kwargs, data="sample:sine")
+    expected = ModelChoice(model="engine.builtin.models:mlp", model_kwargs=kwargs, data="sample:sine")
     assert prefill_from_checkpoint(path) == expected
     assert automatic_choice(path) == expected
     dialog = _show(qtbot, ModelDialog(path, settings))
-    assert dialog.model_edit.text() == "samples.models:mlp" and dialog.data_edit.text() == "sample:sine"
+    assert dialog.model_edit.text() == "engine.builtin.models:mlp" and dialog.data_edit.text() == "sample:sine"
     assert dialog.choice() == expected and dialog.check()
 
 

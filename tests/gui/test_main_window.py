@@ -14,9 +14,9 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from engine.display import display_values
-from engine.surface_file import read_surface
-from engine.surface_job import SurfaceJob, SurfaceRequest
+from engine.display.levels import display_values
+from engine.io.store import read_surface
+from engine.jobs.surface import SurfaceJob, SurfaceRequest
 from tests.conftest import ROOT, run_cli_env
 from tests.gui.conftest import affine
 
@@ -150,11 +150,11 @@ def test_hover_reports_the_nearest_grid_point(window, affine_surface):
 
 # -- display choices never recompute data ---------------------------------------------------------
 def test_colormap_scale_and_clip_changes_never_recompute_the_data(window, affine_surface, monkeypatch):
-    import engine.display
+    import engine.display.levels
 
     calls = []
-    original = engine.display.display_values
-    monkeypatch.setattr(engine.display, "display_values", lambda *a: calls.append(a[2]) or original(*a))
+    original = engine.display.levels.display_values
+    monkeypatch.setattr(engine.display.levels, "display_values", lambda *a: calls.append(a[2]) or original(*a))
     landscape = window.open_grid(affine_surface)
     assert calls == ["log"]
     lut_before = window.heatmap.image.lut
@@ -285,7 +285,7 @@ def test_settings_persist_between_windows(window, affine_surface, qtbot, tmp_pat
 # -- first launch and the screenshot command ---------------------------------------------------------
 def test_first_launch_trains_the_sample_and_fills_in_its_surface(window, qtbot, tmp_path, monkeypatch):
     from landscape_gui.first_launch import start_sample
-    from samples.first_run import FirstRun
+    from landscape_gui.first_run import FirstRun
 
     run = FirstRun(folder=tmp_path / "cache" / "mlp-sine", options={"width": 10, "epochs": 100})
     seen = []
@@ -467,8 +467,8 @@ def test_hovering_the_map_shows_the_point_under_the_mouse(window, affine_surface
 
 
 def test_nonfinite_points_are_masked_and_reported(window, tmp_path):
-    from engine.display import NONFINITE, PENDING
-    from engine.surface_file import Surface, write_surface
+    from engine.display.levels import NONFINITE, PENDING
+    from engine.io.store import Surface, write_surface
 
     x = np.linspace(-1, 1, 9)
     y = np.linspace(-1, 1, 7)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.surface_job import SurfaceRequest
+from engine.jobs.surface import SurfaceRequest
 
 RECIPE = "mlp-sine"
 OPTIONS: dict[str, Any] = {"width": 50}

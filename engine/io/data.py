@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from engine.errors import LandscapeError
-from engine.references import one_line, resolve
+from engine.io.references import one_line, resolve
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,9 @@ def _load_xy(reference: str) -> tuple[Any, Any]:
 
 
 def _load_sample(name: str) -> tuple[Any, Any]:
-    from samples.datasets import DATASETS
+    from engine.builtin.datasets import load_dataset
 
-    if name not in DATASETS:
-        raise LandscapeError(f"no built-in data set '{name}'; choose one of: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name]()
+    return load_dataset(name)
 
 
 def _require_xy(keys, path: Path) -> None:

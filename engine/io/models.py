@@ -13,9 +13,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from engine.checkpoints import Checkpoint
+from engine.io.checkpoints import Checkpoint
 from engine.errors import LandscapeError
-from engine.references import absolute_reference, is_trusted, one_line, resolve
+from engine.io.references import absolute_reference, is_trusted, one_line, resolve
 
 STRIPPABLE_PREFIXES = ("model.", "module.", "net.", "_orig_mod.")
 

@@ -61,7 +61,7 @@ def save_checkpoint(
 ) -> Path:
     """Write Landscape's self-describing checkpoint (loadable with ``weights_only=True``).
 
-    ``model_factory`` is a reference such as ``samples.models:mlp``; ``model_kwargs``
+    ``model_factory`` is a reference such as ``engine.builtin.models:mlp``; ``model_kwargs``
     and ``metadata`` must hold only JSON-like values (str, int, float, bool, None,
     lists and dicts of them) so that reading the file never needs unpickling code.
     """

@@ -1,4 +1,4 @@
-"""Model factories named by reference (``samples.models:mlp``) inside checkpoints.
+"""Model factories named by reference (``engine.builtin.models:mlp``) inside checkpoints.
 
 They are plain ``nn.Sequential`` stacks so any tool can walk them layer by layer;
 in ``small_cnn`` each ``Conv2d`` is followed directly by its ``BatchNorm2d`` so the

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.surface_file import read_surface
+from engine.io.store import read_surface
 
 PROVENANCE_KEYS = (
     "created", "engine_version", "checkpoint", "checkpoint_sha256", "checkpoint_metadata", "model", "model_kwargs", "n_params",

@@ -2,7 +2,7 @@
 
 ``export_grid(surface, path)`` picks the format from the suffix of ``path``:
 
-* ``.h5`` / ``.hdf5``: :func:`engine.surface_file.write_surface` (every value dataset,
+* ``.h5`` / ``.hdf5``: :func:`engine.io.store.write_surface` (every value dataset,
   ``done``, directions, trajectory, attributes).
 * ``.csv``: :func:`write_csv`. A header ``x,y,<value datasets...>,done`` (``x,...`` in
   1D), then one row per grid point, x varying fastest (row ``j * nx + i`` is
@@ -36,7 +36,7 @@ from typing import Iterable
 import numpy as np
 
 from engine.errors import LandscapeError
-from engine.surface_file import Surface, _same_file, atomic_path, write_surface
+from engine.io.store import Surface, _same_file, atomic_path, write_surface
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 SUFFIXES = HDF5_SUFFIXES + (".csv", ".vtp")

@@ -19,11 +19,14 @@ from engine.errors import LandscapeError
 # packages; any other reference found in a file must be confirmed by the user
 # (passing it explicitly with --model), because importing it runs its code.
 # Trusting a whole package is not enough: a checkpoint could name a trusted *function*
-# that runs code given the right kwargs (engine.references:resolve imports any file,
-# engine.checkpoints:load_checkpoint unpickles one) or walk attributes out of the
-# package (samples.models:nn.modules.module.torch.load). Only plain public names in
+# that runs code given the right kwargs (engine.io.references:resolve imports any file,
+# engine.io.checkpoints:load_checkpoint unpickles one) or walk attributes out of the
+# package (engine.builtin.models:nn.modules.module.torch.load). Only plain public names in
 # the modules that hold model factories are trusted.
-TRUSTED_FACTORY_MODULES = ("samples.models",)
+TRUSTED_FACTORY_MODULES = ("engine.builtin.models",)
+# Modules that were renamed after checkpoints and files recorded them: version 0.1's
+# recipes wrote ``samples.models:mlp`` into every checkpoint they saved.
+MODULE_ALIASES = {"samples.models": "engine.builtin.models"}
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -40,14 +43,14 @@ def split_reference(ref: str) -> tuple[str, str]:
         raise LandscapeError(
             f"cannot read reference '{ref}': write it as module.path:callable or path/to/file.py:callable"
         )
-    return target, attr
+    return MODULE_ALIASES.get(target, target), attr
 
 
 def is_trusted(ref: str) -> bool:
-    """True for references to model factories defined in Landscape's own modules (e.g. ``samples.models:mlp``).
+    """True for references to model factories defined in Landscape's own modules (e.g. ``engine.builtin.models:mlp``).
 
     The name must be a plain public name *defined* in that module, not something it
-    imported (``samples.models:torch`` is refused).
+    imported (``engine.builtin.models:torch`` is refused).
     """
     target, attr = split_reference(ref)
     if target not in TRUSTED_FACTORY_MODULES or not attr.isidentifier() or attr.startswith("_"):
@@ -57,11 +60,12 @@ def is_trusted(ref: str) -> bool:
 
 
 def absolute_reference(ref: str) -> str:
-    """The same reference with a file path made absolute, so provenance survives a ``cd``."""
+    """The same reference with a file path made absolute and a renamed module under its
+    current name, so provenance survives a ``cd`` and two spellings compare equal."""
     target, attr = split_reference(ref)
     if target.endswith(".py"):
         return f"{Path(target).resolve()}:{attr}"
-    return ref
+    return f"{target}:{attr}"
 
 
 def _import_file(path: Path) -> Any:

@@ -1,0 +1,1 @@
+"""Long computations as jobs: a frozen request, progress as a generator, cancel, resume from the file."""
