@@ -7,9 +7,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from engine.io.info import describe
-from engine.io.store import read_surface
+from engine.io.store import read_directions, read_surface
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
 
 
@@ -62,14 +63,37 @@ def test_li_one_dimensional_file(tmp_path: Path) -> None:
     assert surface.y is None and surface.values["train_loss"].tolist() == [1, 2, 3, 4, 5, 6]
 
 
+def mse_at(case: dict[str, str], dx: dict, dy: dict, a: float, b: float) -> float:
+    """Ground truth: the regression case's MLP with theta0 + a dx + b dy loaded, its MSE in plain torch."""
+    import tests.reference_models as zoo
+
+    state = torch.load(case["checkpoint"])
+    moved = {name: value + a * dx[name].to(value.dtype) + b * dy[name].to(value.dtype) if name in dx else value
+             for name, value in state.items()}
+    model = zoo.mlp()
+    model.load_state_dict(moved)
+    model.eval()
+    data = np.load(case["data"])
+    with torch.no_grad():
+        return torch.nn.functional.mse_loss(model(torch.from_numpy(data["x"])), torch.from_numpy(data["y"])).item()
+
+
 def test_our_files_read_the_way_li_plotting_code_reads_theirs(tmp_path, regression_case) -> None:
-    """Their plot code: X, Y = meshgrid(x, y); Z = f['train_loss'][:] plotted at (X, Y)."""
+    """Their plot code: X, Y = meshgrid(x, y); Z = f['train_loss'][:] plotted at (X, Y).
+
+    So Z[j, i] must be the loss at theta0 + X[j, i] dx + Y[j, i] dy, evaluated here directly.
+    """
     out = tmp_path / "ours.h5"
-    job = SurfaceJob(SurfaceRequest(**regression_case, x="-1:1:5", y="-1:1:3", out=str(out)))
+    job = SurfaceJob(SurfaceRequest(**regression_case, x="-1:1:5", y="-1:0.5:3", out=str(out)))
     for _ in job.run():
         pass
-    with h5py.File(out, "r") as f:
-        X, Y = np.meshgrid(f["xcoordinates"][:], f["ycoordinates"][:])
-        Z = f["train_loss"][:]
+    with h5py.File(out, "r") as f:  # what plot_2D.plot_2d_contour does
+        x = np.array(f["xcoordinates"][:])
+        y = np.array(f["ycoordinates"][:])
+        X, Y = np.meshgrid(x, y)
+        Z = np.array(f["train_loss"][:])
     assert X.shape == Y.shape == Z.shape == (3, 5)
-    np.testing.assert_allclose(Z, job.grid_values()["loss"])
+    dx, dy = read_directions(out)
+    truth = np.array([[mse_at(regression_case, dx, dy, X[j, i], Y[j, i]) for i in range(5)] for j in range(3)])
+    assert len(np.unique(np.round(truth, 6))) == truth.size  # no two points alike: a transposition would show
+    np.testing.assert_allclose(Z, truth, rtol=1e-5)

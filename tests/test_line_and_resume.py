@@ -87,7 +87,7 @@ def test_cli_line_flag_matches_line_request(classification_case, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "engine", "surface", classification_case["checkpoint"], "--model",
          classification_case["model"], "--data", classification_case["data"], "--directions", str(tmp_path / "s.h5"),
-         "--line=-1,-0.5:1,0.5", "--x=0:1:5", "--out", str(out)],
+         "--line=-1,-0.5:1,0.5", "--x=0:1:5", "--device", "cpu", "--out", str(out)],
         cwd=ROOT, env=run_cli_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     request = line_request(tmp_path / "s.h5", (-1.0, -0.5), (1.0, 0.5), points=5)
@@ -96,6 +96,7 @@ def test_cli_line_flag_matches_line_request(classification_case, tmp_path):
                                rtol=1e-6)
     bad = subprocess.run([sys.executable, "-m", "engine", "surface", classification_case["checkpoint"], "--model",
                           classification_case["model"], "--data", classification_case["data"], "--line", "1,2",
-                          "--directions", str(tmp_path / "s.h5"), "--x=0:1:5", "--out", str(tmp_path / "b.h5")],
+                          "--directions", str(tmp_path / "s.h5"), "--x=0:1:5", "--device", "cpu",
+                          "--out", str(tmp_path / "b.h5")],
                          cwd=ROOT, env=run_cli_env(), capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "X0,Y0:X1,Y1" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from engine.errors import LandscapeError
-from engine.numerics.grid import coarse_to_fine_order
+from engine.numerics.grid import iter_coarse_to_fine
 from engine.io.store import read_surface
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
 from tests.conftest import MODELS, ROOT, run_cli_env
@@ -35,7 +35,7 @@ def slow_case(tmp_path: Path) -> dict[str, str]:
 def cli_args(case: dict, out: Path) -> list[str]:
     return [sys.executable, "-m", "engine", "surface", case["checkpoint"], "--model", case["model"],
             "--model-kwargs", '{"d": 8, "width": 64}', "--data", case["data"], "--x=-1:1:21", "--y=-1:1:21",
-            "--strategy", "inplace", "--flush-seconds", "0.02", "--out", str(out)]
+            "--strategy", "inplace", "--flush-seconds", "0.02", "--device", "cpu", "--out", str(out)]
 
 
 def done_count(path: Path) -> int:
@@ -60,7 +60,7 @@ def test_sigkilled_run_leaves_a_readable_file_and_resume_matches_an_uninterrupte
     saved = int(partial.done.sum())
     assert 0 < saved < partial.done.size, "the run should be killed halfway"
     # Coarse first: what was saved is a prefix of the coarse-to-fine order.
-    order = coarse_to_fine_order(21, 21)
+    order = np.concatenate(list(iter_coarse_to_fine(21, 21)))
     assert set(np.flatnonzero(partial.done.ravel())) == set(order[:saved])
 
     resumed = SurfaceJob(SurfaceRequest(**case, x="-1:1:21", y="-1:1:21", out=str(out), strategy="inplace"))
