@@ -3,12 +3,16 @@
 The architecture comes from (in this order) the user's ``--model`` reference, the
 factory a self-describing checkpoint names, or the module the file carries
 (TorchScript, or a pickle the user chose to trust).
+
+A factory's module is first built on the meta device, which gives every shape and
+allocates nothing, so weights that do not fit it (``--model-kwargs '{"width": 20000}'``
+against a width-50 checkpoint) are refused before gigabytes are allocated.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -49,16 +53,16 @@ def build_model(
             kwargs = dict(checkpoint.model_kwargs)
         else:
             kwargs = dict(model_kwargs or {})
-        model = _call_factory(model_ref, kwargs)
+        model = _build(model_ref, kwargs, checkpoint)
     elif checkpoint.model_factory is not None:
-        ref = checkpoint.model_factory
+        ref = _canonical(checkpoint.model_factory)  # a renamed module (samples.models) under its current name
         if not is_trusted(ref):
             raise LandscapeError(
                 f"{checkpoint.path} names model factory '{ref}', which is not one of Landscape's model factories; "
                 f"importing it runs its code, so if you trust it pass --model {ref} to confirm"
             )
         kwargs = dict(checkpoint.model_kwargs if model_kwargs is None else model_kwargs)
-        model = _call_factory(ref, kwargs)
+        model = _build(ref, kwargs, checkpoint)
     elif checkpoint.module is not None:
         return checkpoint.module, None, {}
     else:
@@ -70,6 +74,13 @@ def build_model(
     return model, ref, kwargs
 
 
+def _canonical(ref: str) -> str:
+    try:
+        return absolute_reference(ref)
+    except LandscapeError:  # a malformed reference: is_trusted refuses it with its own message
+        return ref
+
+
 def _same_reference(ref: str, named: str | None) -> bool:
     if named is None:
         return False
@@ -79,12 +90,48 @@ def _same_reference(ref: str, named: str | None) -> bool:
         return False
 
 
-def _call_factory(ref: str, kwargs: dict[str, Any]) -> nn.Module:
+def _build(ref: str, kwargs: dict[str, Any], checkpoint: Checkpoint) -> nn.Module:
+    """The factory's module, built only after its shapes were found to fit the checkpoint's weights."""
     factory = resolve(ref)
+    _check_fit_on_meta(factory, ref, kwargs, checkpoint)
+    return _call_factory(factory, ref, kwargs)
+
+
+def _check_fit_on_meta(factory: Callable[..., Any], ref: str, kwargs: dict[str, Any], checkpoint: Checkpoint) -> None:
+    """Refuse weights that do not fit the factory's module before that module allocates memory.
+
+    The factory therefore runs twice, first under ``torch.device("meta")``. One that cannot
+    run there (it reads values: ``.item()``, numpy, data-dependent init; or moves the module
+    with ``.to("cpu")``) is not checked here: the real build runs, and load_weights checks
+    the same keys and shapes after it.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = factory(**kwargs)
+        model_state = skeleton.state_dict()
+    except Exception:  # noqa: BLE001 - user code may raise anything; the real build reports it
+        return
+    state, problems = _fit(model_state, checkpoint.state_dict)
+    if problems:
+        buffers = {name for name, _ in skeleton.named_buffers()}
+        held = sum(v.numel() for k, v in state.items() if k not in buffers)
+        built = sum(p.numel() for p in skeleton.parameters())
+        raise LandscapeError(
+            f"the weights in {checkpoint.path} ({held:,} parameters) do not fit the model built from {ref} with "
+            f"{_kwargs_text(kwargs)} ({built:,} parameters): {'; '.join(problems)}; check --model and --model-kwargs"
+        )
+
+
+def _kwargs_text(kwargs: Mapping[str, Any]) -> str:
+    """Kwargs as JSON for a message; a checkpoint's kwargs may hold tensors, which JSON cannot show."""
+    return json.dumps(dict(kwargs), default=repr)
+
+
+def _call_factory(factory: Callable[..., Any], ref: str, kwargs: dict[str, Any]) -> nn.Module:
     try:
         model = factory(**kwargs)
     except TypeError as exc:
-        raise LandscapeError(f"calling {ref} with {json.dumps(kwargs)} failed: {one_line(exc)}") from exc
+        raise LandscapeError(f"calling {ref} with {_kwargs_text(kwargs)} failed: {one_line(exc)}") from exc
     except Exception as exc:  # noqa: BLE001 - user code may raise anything
         raise LandscapeError(f"calling {ref} failed: {type(exc).__name__}: {one_line(exc)}") from exc
     if not isinstance(model, nn.Module):
@@ -119,9 +166,13 @@ def _listing(label: str, items: list[str], limit: int = 4) -> str:
     return f"{label} {len(items)}: {shown}{more}"
 
 
-def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load ``state`` strictly, or raise one line listing missing, unexpected and mis-shaped keys."""
-    model_state = model.state_dict()
+def _fit(
+    model_state: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+) -> tuple[Mapping[str, torch.Tensor], list[str]]:
+    """``state`` with a wrapper's prefix undone, and what does not fit the model (nothing when all fits).
+
+    Only shapes are read, so ``model_state`` may hold meta tensors.
+    """
     # BatchNorm's num_batches_tracked is bookkeeping that old checkpoints lack.
     optional = {k for k in model_state if k.endswith("num_batches_tracked")}
     missing, unexpected, misshaped = _mismatch(model_state, state)
@@ -131,14 +182,20 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
             state = stripped
             missing, unexpected, misshaped = _mismatch(model_state, state)
     missing = [k for k in missing if k not in optional]
-    if missing or unexpected or misshaped:
-        parts = [
-            _listing(label, items)
-            for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-            if items
-        ]
+    problems = [
+        _listing(label, items)
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+        if items
+    ]
+    return state, problems
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load ``state`` strictly, or raise one line listing missing, unexpected and mis-shaped keys."""
+    state, problems = _fit(model.state_dict(), state)
+    if problems:
         raise LandscapeError(
-            f"the weights in {source} do not fit the model: {'; '.join(parts)}; check --model and --model-kwargs"
+            f"the weights in {source} do not fit the model: {'; '.join(problems)}; check --model and --model-kwargs"
         )
     dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
     if len(dtypes) == 1:
