@@ -424,3 +424,70 @@ def test_sample_data_loads_when_samples_exist():
     with pytest.raises(LandscapeError) as exc:
         load_data("sample:no-such-set")
     assert "sine" in one_line(exc)
+
+
+# -- bad data: one line that says where ------------------------------------------------------------
+
+
+def test_nan_in_x_names_the_array_the_count_and_the_first_sample(tmp_path):
+    x = np.random.default_rng(7).standard_normal((30, 2)).astype(np.float32)
+    x[17, 1], x[20, 0], x[21, 1] = np.nan, np.inf, -np.inf
+    np.savez(tmp_path / "data.npz", x=x, y=np.zeros(30, dtype=np.int64))
+    with pytest.raises(LandscapeError) as exc:
+        load_data(str(tmp_path / "data.npz"))
+    assert one_line(exc) == (f"{tmp_path / 'data.npz'}: x holds 3 NaN/inf values (first in sample 17); "
+                             "clean the data or drop those samples")
+
+
+def test_nonfinite_targets_in_streamed_sources_are_found_while_hashing(tmp_path):
+    x, y = arrays()
+    bad_y = y.astype(np.float32)
+    bad_y[5] = np.inf
+    with h5py.File(tmp_path / "bad.h5", "w") as handle:
+        handle["x"], handle["y"] = x, bad_y
+    with pytest.raises(LandscapeError) as exc:
+        load_data(str(tmp_path / "bad.h5"))
+    assert "y holds 1 NaN/inf values (first in sample 5)" in one_line(exc)
+    (tmp_path / "nan_items.py").write_text(USER_CODE + textwrap.dedent(
+        """
+        class _Nan(_Items):
+            def __getitem__(self, i):
+                x, y = super().__getitem__(i)
+                return (x * float("nan") if i == 9 else x), y
+
+        def nan_dataset():
+            return _Nan()
+        """))
+    with pytest.raises(LandscapeError) as exc:
+        load_data(f"{tmp_path / 'nan_items.py'}:nan_dataset")
+    assert f"x holds {D} NaN/inf values (first in sample 9)" in one_line(exc)
+
+
+def test_nan_sample_numbers_count_in_the_source_when_a_subset_is_taken(tmp_path):
+    x = np.random.default_rng(8).standard_normal((50, 2)).astype(np.float32)
+    x[:, 0] = np.nan  # every sample: the first one kept is the subset's smallest index
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(50, dtype=np.int64))
+    keep = torch.randperm(50, generator=torch.Generator().manual_seed(0))[:7].sort().values
+    with pytest.raises(LandscapeError) as exc:
+        load_data(str(tmp_path / "d.npz"), max_samples=7)
+    assert f"x holds 7 NaN/inf values (first in sample {int(keep[0])})" in one_line(exc)
+
+
+def test_negative_label_is_named_as_such():
+    x, y = torch.randn(4, 3), torch.tensor([0, -1, 1, 2])
+    problem = Problem(zoo.linear(d=3, out=3), dataset(x, y), device="cpu")
+    with pytest.raises(LandscapeError) as exc:
+        problem.check_output()
+    assert "negative label -1" in one_line(exc) and "labels go up to" not in str(exc.value)
+
+
+def test_label_equal_to_the_number_of_outputs_names_the_valid_range(tmp_path):
+    x, y = arrays()
+    y[4] = 3
+    with h5py.File(tmp_path / "d.h5", "w") as handle:  # the label range comes from load_data's pass
+        handle["x"], handle["y"] = x, y
+    problem = Problem(zoo.linear(d=3, out=3), load_data(str(tmp_path / "d.h5")), device="cpu", memory_budget=100)
+    assert problem.streamed
+    with pytest.raises(LandscapeError) as exc:
+        problem.check_output()
+    assert "labels go up to 3 but the model gives 3 outputs (labels 0..2)" in one_line(exc)
