@@ -1,12 +1,20 @@
 """Landscape's engine: loss landscapes of PyTorch checkpoints, with no GUI dependency.
 
-The engine loads checkpoints, models and data, builds directions in weight space,
-evaluates the loss on grids of weight points and stores the results in HDF5. The
-desktop app (``landscape_gui``) and the ``landscape`` CLI both drive it.
+The engine loads checkpoints, models and data (:mod:`engine.io`), computes in
+weight space (:mod:`engine.numerics`), runs long computations as resumable jobs
+(:mod:`engine.jobs`) and stores results in HDF5 (:mod:`engine.io.store`). The
+``landscape`` CLI, the Python API below and the desktop app drive the same jobs::
+
+    import engine
+    s = engine.surface(checkpoint="model.pt", data="train.npz", x="-1:1:51", y="-1:1:51", out="s.h5")
+    s = engine.open("s.h5")
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from engine.errors import LandscapeError
+from engine.errors import LandscapeError  # noqa: E402
+from engine.api import open, run, surface  # noqa: E402
+from engine.io.store import Surface  # noqa: E402
+from engine.jobs.surface import SurfaceJob, SurfaceRequest  # noqa: E402
 
-__all__ = ["LandscapeError", "__version__"]
+__all__ = ["LandscapeError", "Surface", "SurfaceJob", "SurfaceRequest", "__version__", "open", "run", "surface"]

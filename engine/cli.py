@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from engine import __version__
 from engine.errors import LandscapeError
+from engine.jobs.base import COMPUTING, Job
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a C tool reports
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,13 +55,21 @@ def _add_surface(sub: Any) -> None:
     p.add_argument("--metrics", default="loss,acc", help="loss,acc (default; acc only for classification) or loss")
     p.add_argument("--max-samples", type=int, help="evaluate on a fixed, seeded subset of this many samples")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, help="samples per forward pass (default: all, up to 4096)")
+    p.add_argument("--batch-size", type=int, help="samples per forward pass (default: all, up to 4096, "
+                   "fewer when one batch's activations would not fit the memory budget)")
+    p.add_argument("--memory-budget", metavar="SIZE",
+                   help="memory for data kept on the device, a batch's activations and batched points, e.g. 8GiB "
+                        "(default 2GiB; larger data is streamed from its file)")
+    p.add_argument("--mode", default="eval", choices=("eval", "train"),
+                   help="eval (default: BatchNorm uses its running statistics) or train (batch statistics)")
     p.add_argument("--strategy", default="auto", help="auto (default: measured), inplace or vmap")
     p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need arbitrary unpickling (runs code from the file)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file made with other settings")
     p.add_argument("--flush-seconds", type=float, default=0.5,
                    help="seconds of work between writes to the file: the most a killed run loses (default 0.5)")
     p.add_argument("--out", required=True, help="output surface file (.h5)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object summarizing the result on stdout (progress stays on stderr)")
     p.set_defaults(run=_run_surface)
 
 
@@ -116,9 +126,8 @@ def _join_negative_values(argv: list[str]) -> list[str]:
 
 
 def _run_surface(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from engine.io.models import parse_kwargs
+    from engine.jobs.spec import parse_size
     from engine.jobs.surface import SurfaceJob, SurfaceRequest, parse_line
 
     request = SurfaceRequest(
@@ -141,39 +150,55 @@ def _run_surface(args: argparse.Namespace) -> int:
         max_samples=args.max_samples,
         device=args.device,
         batch_size=args.batch_size,
+        memory_budget=parse_size(args.memory_budget) if args.memory_budget else None,
+        mode=args.mode,
         strategy=args.strategy,
         trust_pickle=args.trust_pickle,
         overwrite=args.overwrite,
         flush_seconds=args.flush_seconds,
     )
-    job = SurfaceJob(request)
+    return run_job(SurfaceJob(request), as_json=args.json)
+
+
+def run_job(job: Job, *, as_json: bool = False) -> int:
+    """Run any job: progress on stderr, Ctrl-C or SIGTERM stop it with its work saved, the summary on stdout.
+
+    With ``as_json`` stdout carries exactly one JSON object (:meth:`Summary.as_json`),
+    also when the run was interrupted (then the exit status is 130).
+    """
+    from tqdm import tqdm
+
     _stop_on_sigterm()
-    job.prepare()
-    for message in job.messages:
-        print(message, file=sys.stderr)
-    bar = tqdm(total=job.total, initial=job.resumed_from, unit="pt", desc="surface", disable=None, file=sys.stderr)
+    bar = None
+    interrupted = False
     try:
+        job.prepare()
+        for message in job.messages:
+            print(message, file=sys.stderr)
         for progress in job.run():
+            if bar is None:
+                bar = tqdm(total=progress.total, initial=progress.done, unit=job.unit, desc=job.kind, disable=None,
+                           file=sys.stderr)
+            bar.set_description(f"{job.kind} ({progress.phase})" if progress.phase != COMPUTING else job.kind,
+                                refresh=False)
             bar.update(progress.done - bar.n)
     except KeyboardInterrupt:
-        bar.close()
-        summary = job.summary()
-        print(
-            f"interrupted: {summary.done} of {summary.total} points are saved in {summary.path}; "
-            "run the same command again to continue",
-            file=sys.stderr,
-        )
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    if not job.has_summary:
+        print("interrupted before the result file was ready; nothing was computed", file=sys.stderr)
         return EXIT_INTERRUPTED
-    bar.close()
-    s = job.summary()
-    grid = " x ".join(str(n) for n in reversed(s.shape))
-    span = "no finite loss" if s.loss_min is None else f"train_loss {s.loss_min:.4g} .. {s.loss_max:.4g}"
-    extra = f"; {s.nonfinite} points have a non-finite loss (stored as NaN/inf)" if s.nonfinite else ""
-    print(
-        f"wrote {s.path}: {s.done}/{s.total} points ({grid}), {span}; computed {s.computed} in {s.elapsed:.1f} s "
-        f"({s.strategy}){extra}"
-    )
-    return 0
+    summary = job.summary()
+    if interrupted:
+        print(f"interrupted: {summary.done} of {summary.total} {job.noun} are saved in {summary.path}; "
+              "run the same command again to continue", file=sys.stderr)
+    if as_json:
+        print(json.dumps(summary.as_json(), sort_keys=True))
+    elif not interrupted:
+        print(summary.describe())
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def _stop_on_sigterm() -> None:
@@ -224,6 +249,11 @@ def main(argv: Sequence[str] | None = None, extensions: Sequence[Subcommand] = (
     except KeyboardInterrupt:
         print("landscape: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`landscape info F | head`): not an error, and nothing more to say.
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if debug:
             raise

@@ -265,3 +265,60 @@ def test_real_command_success_prints_wrote_with_spaced_negative_x(subprocess_res
     with h5py.File(files["dir"] + "/sub.h5", "r") as handle:
         assert np.allclose(handle["xcoordinates"][()], np.linspace(-1, 1, 5))
         assert np.all(handle["done"][()] == 1)
+
+
+# -- landscape info -------------------------------------------------------------------------------
+def _damaged_files(folder: Path) -> dict[str, Path]:
+    def landscape_file(name: str, build) -> Path:
+        path = folder / name
+        with h5py.File(path, "w") as handle:
+            handle.attrs.update({"format": "landscape", "format_version": 1, "kind": "surface"})
+            build(handle)
+        return path
+
+    return {
+        "no done": landscape_file("no_done.h5", lambda h: (h.create_dataset("xcoordinates", data=np.arange(3.0)),
+                                                           h.create_dataset("train_loss", data=np.ones(3)))),
+        "group for a dataset": landscape_file("group.h5", lambda h: (h.create_dataset("xcoordinates",
+                                                                                      data=np.arange(3.0)),
+                                                                     h.create_group("train_loss"))),
+        "text for numbers": landscape_file("text.h5", lambda h: (h.create_dataset("xcoordinates",
+                                                                                 data=np.array([b"a", b"b"])),
+                                                                 h.create_dataset("train_loss", data=np.ones(2)))),
+    }
+
+
+def test_info_on_a_damaged_file_says_damaged_in_one_line(tmp_path, capsys) -> None:
+    for what, path in _damaged_files(tmp_path).items():
+        code = main(["info", str(path)])
+        captured = capsys.readouterr()
+        message = assert_one_error_line(code, captured.out, captured.err)
+        assert f"{path} is damaged: " in message, (what, message)
+
+
+def test_info_on_a_text_file_suggests_no_flag_it_does_not_have(tmp_path, capsys) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    code = main(["info", str(notes)])
+    captured = capsys.readouterr()
+    message = assert_one_error_line(code, captured.out, captured.err)
+    assert "not a readable HDF5 file" in message and "--overwrite" not in message
+
+
+def test_resuming_onto_a_damaged_file_is_one_line_naming_overwrite(files, tmp_path, capsys) -> None:
+    for path in _damaged_files(tmp_path).values():
+        code = main(surface(files, out=str(path)))
+        captured = capsys.readouterr()
+        message = assert_one_error_line(code, captured.out, captured.err)
+        assert "--overwrite" in message
+
+
+def test_info_into_a_closed_pipe_ends_quietly(files, tmp_path) -> None:
+    out = str(tmp_path / "s.h5")
+    assert main(surface(files, "--x=-1:1:5", out=out)) == 0
+    # `landscape info F | head -c 10`: the reader goes away before info has written everything.
+    pipeline = subprocess.run(f"{sys.executable} -m engine info {out} | head -c 10", shell=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                              timeout=120)
+    assert len(pipeline.stdout) == 10
+    assert "Error" not in pipeline.stderr and "Traceback" not in pipeline.stderr, pipeline.stderr

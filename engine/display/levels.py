@@ -119,8 +119,3 @@ def shared_levels(grids: list[DisplayGrid], scale: str, clip_percentile: float =
     finite = [g.image(scale)[np.isfinite(g.image(scale))] for g in grids]
     stacked = np.concatenate(finite) if finite else np.zeros(0, dtype=np.float32)
     return color_levels(stacked, clip_percentile, LOG_FLOOR_PERCENTILE if scale == "log" else 0.0)
-
-
-def to_value(display_value: float, scale: str) -> float:
-    """Back from display units to the metric's own units (for color bar labels and tooltips)."""
-    return float(10.0 ** display_value) if scale == "log" else float(display_value)

@@ -36,7 +36,7 @@ from typing import Iterable
 import numpy as np
 
 from engine.errors import LandscapeError
-from engine.io.store import Surface, _same_file, atomic_path, write_surface
+from engine.io.store import Surface, atomic_path, same_file, write_surface
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 SUFFIXES = HDF5_SUFFIXES + (".csv", ".vtp")
@@ -216,7 +216,7 @@ def _data_array(dtype: str, name: str, components: int, items: list[str], per_li
 def _check_target(surface: Surface, path: Path, suffix: str) -> Path:
     if path.suffix.lower() != suffix:
         raise LandscapeError(f"internal: {path} does not end in {suffix}")
-    if _same_file(path, Path(surface.path)):
+    if same_file(path, Path(surface.path)):
         raise LandscapeError(f"{path} is the file this surface was read from; export under another name")
     if path.is_dir():
         raise LandscapeError(f"{path} is a folder; name a {suffix} file")

@@ -1,43 +1,53 @@
-"""A surface computation as a job: progress as it goes, cancel between steps, resume from its file.
+"""Surfaces (and slice lines) as a job: 1D/2D grids of the loss around a checkpoint.
 
-The CLI and the GUI drive the same object::
+The CLI, the Python API (:func:`engine.surface`) and the app drive the same object::
 
     job = SurfaceJob(SurfaceRequest(checkpoint="model.pt", data="train.npz", x="-1:1:51", y="-1:1:51", out="s.h5"))
-    for progress in job.run():      # a generator; stop iterating (or job.cancel()) to cancel
+    for progress in job.run():      # a generator; job.cancel() (or stop iterating) to stop
         print(progress.done, "/", progress.total)
 
-Each progress step carries the values it just computed; the file on disk always
-holds everything computed so far.
+Each progress step carries the values it just computed; when run() ends, the file
+holds everything computed. Running the same request again resumes the file.
 """
 
 from __future__ import annotations
 
-import copy
 import glob
 import hashlib
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
-import torch
 
-from engine.io.checkpoints import Checkpoint, file_sha256, load_checkpoint
-from engine.io.data import load_data
-from engine.numerics.directions import IGNORES, NORMS, Basis, check_choice, interpolation_basis, pca_basis, random_basis
 from engine.errors import LandscapeError
-from engine.numerics.evaluate import STRATEGIES, PointEvaluator
-from engine.numerics.grid import coarse_to_fine_order, parse_axis
-from engine.io.models import build_model, load_weights
-from engine.numerics.problem import Problem, resolve_device
+from engine.io.checkpoints import file_sha256, load_checkpoint
 from engine.io.references import absolute_reference
-from engine.io.store import SETTINGS_KEYS, SurfaceFile, read_directions, read_surface, settings_of
+from engine.io.store import (
+    GridWriter, WriterLock, check_space, create_file, grid_layout, grid_nbytes, read_axes, read_directions, read_done,
+    settings_mismatch, settings_of, tensor_digest, tensor_group_digests, value_ranges,
+)
+from engine.jobs.base import CALIBRATING, COMPUTING, Job, Progress, RateMeter, Summary
+from engine.jobs.spec import LoadedProblem, ProblemSpec, absolute_path, load_problem
+from engine.jobs.tiles import GridPlan, SurfaceTask, TileFunction
+from engine.numerics.directions import IGNORES, NORMS, Basis, check_choice, interpolation_basis, pca_basis, random_basis
+from engine.numerics.evaluate import STRATEGIES
+from engine.numerics.grid import parse_axis
 
 METRICS = ("loss", "acc")
 FLUSH_SECONDS = 0.5  # default amount of work between two writes to the file
+TILE_SECONDS = 0.25  # a tile aims at this much work: prompt progress and cancel
+MAX_TILE = 4096
+# Attributes that decide the numbers: a file is resumed only if all of them match.
+SETTINGS_KEYS = (
+    "checkpoint_sha256", "model", "model_kwargs", "data_sha256", "loss", "metrics", "mode",
+    "norm", "ignore", "seed", "directions", "directions_source_sha256", "line",
+)
+# What files written before a setting was recorded used.
+LEGACY_SETTINGS = {"mode": "eval"}
 
 
 @dataclass(frozen=True)
@@ -60,66 +70,194 @@ class SurfaceRequest:
     to: str | None = None  # second checkpoint for interpolate
     trajectory: str | None = None  # folder or glob of checkpoints for pca
     # Evaluate along the segment (x0, y0) -> (x1, y1) in the plane of the 2D surface file named by
-    # ``directions``; ``x`` is then the fraction t in [0, 1] along it (the GUI's slice line).
+    # ``directions``; ``x`` is then the fraction t in [0, 1] along it (the app's slice line).
     line: tuple[float, float, float, float] | None = None
     max_samples: int | None = None
     device: str | None = None
     batch_size: int | None = None
+    mode: str = "eval"  # eval: BatchNorm running statistics; train: batch statistics (recorded)
+    memory_budget: int | None = None  # bytes for data, a batch's activations, a vmap stack (recorded)
     strategy: str = "auto"
     trust_pickle: bool = False
     overwrite: bool = False
     flush_seconds: float = FLUSH_SECONDS  # work between writes: what a killed run can lose at most
 
+    def problem_spec(self) -> ProblemSpec:
+        return ProblemSpec(checkpoint=self.checkpoint, data=self.data, model=self.model,
+                           model_kwargs=self.model_kwargs, loss=self.loss, max_samples=self.max_samples,
+                           device=self.device, batch_size=self.batch_size, mode=self.mode,
+                           memory_budget=self.memory_budget, trust_pickle=self.trust_pickle).resolved()
+
 
 @dataclass(frozen=True)
-class SurfaceProgress:
-    """One step of a running surface: counts, timing, and the values just computed."""
+class SurfaceProgress(Progress):
+    """A progress step with the grid points it computed: flat indices (j * nx + i) and their values."""
 
-    done: int
-    total: int
-    computed: int  # points computed by this run (not counting a resumed file's)
-    elapsed: float
-    eta: float | None
-    indices: np.ndarray  # flat indices (j * nx + i) computed in this step
-    loss: np.ndarray
-    acc: np.ndarray | None
+    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    values: Mapping[str, np.ndarray] = field(default_factory=dict)  # "train_loss", "train_acc"
+
+    @property
+    def loss(self) -> np.ndarray:
+        return self.values.get("train_loss", np.zeros(0))
+
+    @property
+    def acc(self) -> np.ndarray | None:
+        return self.values.get("train_acc")
+
+
+@dataclass(frozen=True)
+class SurfaceSummary(Summary):
+    """A surface job's summary; ``loss_*`` and ``strategy`` read what the generic fields hold."""
+
+    @property
+    def elapsed(self) -> float:
+        return self.seconds
+
+    @property
+    def strategy(self) -> str:
+        return str(self.details.get("strategy", "auto"))
+
+    @property
+    def loss_min(self) -> float | None:
+        return self.metrics.get("train_loss", {}).get("min")
+
+    @property
+    def loss_max(self) -> float | None:
+        return self.metrics.get("train_loss", {}).get("max")
+
+    @property
+    def nonfinite(self) -> int:
+        return int(self.metrics.get("train_loss", {}).get("nonfinite", 0))
+
+    def describe(self) -> str:
+        grid = " x ".join(str(n) for n in reversed(self.shape))
+        span = "no finite loss" if self.loss_min is None else f"train_loss {self.loss_min:.4g} .. {self.loss_max:.4g}"
+        extra = f"; {self.nonfinite} points have a non-finite loss (stored as NaN/inf)" if self.nonfinite else ""
+        return (f"wrote {self.path}: {self.done}/{self.total} points ({grid}), {span}; computed {self.computed} "
+                f"in {self.seconds:.1f} s ({self.strategy}){extra}")
 
 
 @dataclass
-class SurfaceSummary:
-    path: Path
-    shape: tuple[int, ...]
-    done: int
-    total: int
-    computed: int
+class _Prepared:
+    """What prepare() established; run() and summary() read it."""
+
+    loaded: LoadedProblem
+    spec: ProblemSpec  # as loaded: with the batch size and memory budget the values depend on
+    x: np.ndarray
+    y: np.ndarray | None
+    metrics: list[str]  # "loss"[, "acc"]
+    done: np.ndarray  # flat bool mask, kept in step with the file
+    tile: TileFunction
+    writer: GridWriter
     resumed_from: int
-    nonfinite: int
-    loss_min: float | None
-    loss_max: float | None
-    elapsed: float
-    strategy: str
-    cancelled: bool
+    strategy_in_file: str  # what the file records ("" until auto has decided)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.x),) if self.y is None else (len(self.y), len(self.x))
+
+    @property
+    def datasets(self) -> list[str]:
+        return [f"train_{m}" for m in self.metrics]
 
 
-class SurfaceJob:
+class SurfaceJob(Job):
     """Computes one surface file; see the module docstring."""
 
+    kind = "surface"
+    unit = "pt"
+    noun = "points"
+
     def __init__(self, request: SurfaceRequest) -> None:
-        self.request = request
-        self._cancelled = False
-        self.prepared = False
-        self.messages: list[str] = []  # notes for the user (resuming, dropped metrics, ...)
+        super().__init__(request)
+        self._lock = WriterLock(request.out)
+        self._state: _Prepared | None = None
+        self.computed = 0
 
-    def cancel(self) -> None:
-        """Ask the job to stop after the current step; everything computed stays on disk."""
-        self._cancelled = True
+    # -- convenience views of the prepared state (the app and tests read these) ------------------
+    @property
+    def total(self) -> int:
+        return int(self._ready().done.size)
 
-    # -- setup ----------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """Load checkpoint, model and data; create the file or reopen it to resume."""
+    @property
+    def resumed_from(self) -> int:
+        return self._ready().resumed_from
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._ready().shape
+
+    @property
+    def evaluator(self):
+        return self._ready().tile.evaluator
+
+    def task(self) -> SurfaceTask:
+        """What another process needs to compute tiles of this surface to the same bits."""
+        state = self._ready()
+        digests = tuple(tensor_digest(d) for d in read_directions(self.request.out)[:self._axes()])
+        return SurfaceTask(state.spec, str(Path(self.request.out).resolve()), digests, state.tile.strategy)
+
+    def _ready(self) -> _Prepared:
+        if self._state is None:
+            raise RuntimeError("the job is not prepared yet")
+        return self._state
+
+    # -- prepare ----------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        r = self.request
+        x, y = self._check_request()
+        out = Path(r.out)
+        points = len(x) * (1 if y is None else len(y))
+        check_space(out, grid_nbytes(points, len(r.metrics)), f"a grid of {points:,} points")
+        self._lock.acquire()
+        existing = out.exists() and not r.overwrite
+        recorded = self._recorded_settings(out) if existing else {}
+        spec = self.request.problem_spec()
+        for key in ("batch_size", "memory_budget"):  # what the file was computed with: the same bits as before
+            if existing and getattr(r, key) is None and recorded.get(key):
+                spec = replace(spec, **{key: int(recorded[key])})
+        loaded = load_problem(spec)
+        metrics = ["loss"] + (["acc"] if "acc" in r.metrics and loaded.problem.classification else [])
+        settings = {**loaded.provenance(), **self._direction_settings(y), "metrics": ",".join(metrics),
+                    "seed": int(r.seed)}
+        if r.line is not None:
+            settings["line"] = json.dumps([float(v) for v in r.line])
+        if existing:
+            self._check_resumable(out, recorded, settings, x, y)
+            in_file = str(recorded.get("evaluation_strategy") or "")
+            if in_file and r.strategy not in ("auto", in_file):
+                raise LandscapeError(f"{out} was computed with --strategy {in_file}; resume it with the same "
+                                     "strategy (one file never mixes strategies) or pass --overwrite")
+            strategy = in_file or r.strategy
+            directions = read_directions(out)
+        else:
+            in_file = "" if r.strategy == "auto" else r.strategy
+            strategy = r.strategy
+            basis = self._make_basis(loaded, settings, y)
+            attrs = {**settings, "norm": basis.norm, "ignore": basis.ignore, "directions": basis.kind,
+                     "directions_source": basis.source or "", "evaluation_strategy": in_file}
+            if basis.explained_variance_ratio is not None:
+                attrs["explained_variance_ratio"] = list(basis.explained_variance_ratio)
+            create_file(out, grid_layout(x=x, y=y, metrics=metrics, directions=basis.directions, attrs=attrs,
+                                         trajectory=basis.trajectory, trajectory_names=basis.trajectory_names))
+            directions = read_directions(out)  # exactly what a resume will use
+        done = read_done(out)
+        tile = TileFunction(loaded.problem, directions[:self._axes()], strategy)
+        spec = replace(spec, batch_size=loaded.problem.batch_size, memory_budget=loaded.problem.memory_budget)
+        self._state = _Prepared(loaded, spec, x, y, metrics, done, tile,
+                                GridWriter(out, [f"train_{m}" for m in metrics]), int(done.sum()), in_file)
+        if self._state.resumed_from:
+            self.messages.append(f"resuming {out}: {self._state.resumed_from} of {done.size} points already computed")
+
+    def _axes(self) -> int:
+        return 1 if self.request.y is None and self.request.line is None else 2
+
+    def _check_request(self) -> tuple[np.ndarray, np.ndarray | None]:
         r = self.request
         check_choice(r.norm, NORMS, "--norm")
         check_choice(r.ignore, IGNORES, "--ignore")
+        if Path(r.out).is_dir():
+            raise LandscapeError(f"--out {r.out} is a folder; name a .h5 file")
         if not r.flush_seconds > 0:
             raise LandscapeError("--flush-seconds must be positive")
         if r.strategy not in STRATEGIES:
@@ -127,69 +265,23 @@ class SurfaceJob:
         unknown = [m for m in r.metrics if m not in METRICS]
         if unknown or not r.metrics:
             raise LandscapeError(f"unknown metric '{','.join(unknown)}'; use --metrics loss or loss,acc")
-        self.x = parse_axis(r.x, "--x")
-        self.y = parse_axis(r.y, "--y") if r.y is not None else None
-        if r.line is not None and (self.y is not None or r.directions in ("random", "interpolate", "pca")):
+        x = parse_axis(r.x, "--x")
+        y = parse_axis(r.y, "--y") if r.y is not None else None
+        if r.line is not None and (y is not None or r.directions in ("random", "interpolate", "pca")):
             raise LandscapeError("a line is evaluated in the plane of an earlier 2D surface: pass its .h5 file "
                                  "as --directions and no --y")
-        if r.directions == "interpolate" and self.y is not None:
+        if r.directions == "interpolate" and y is not None:
             raise LandscapeError("--directions interpolate makes a 1D line; drop --y")
-        self.device = resolve_device(r.device)
-        self.checkpoint = load_checkpoint(r.checkpoint, trust_pickle=r.trust_pickle)
-        model, self.model_ref, self.model_kwargs = build_model(self.checkpoint, r.model, r.model_kwargs)
-        self.data = load_data(r.data, r.max_samples)
-        self.problem = Problem(model, self.data, r.loss, self.device, r.batch_size, copy_model=False)
-        self.problem.check_output()
-        self.metrics = ["loss"] + (["acc"] if "acc" in r.metrics and self.problem.classification else [])
-        self.shape = (len(self.x),) if self.y is None else (len(self.y), len(self.x))
-        self.total = int(np.prod(self.shape))
-        self.params = {name: p.detach().clone() for name, p in self.problem.model.named_parameters()}
-        self.origin = {name: t.detach().clone() for name, t in self.problem.model.state_dict().items()}
-        settings = self._direction_settings()
-        attrs = {**self._provenance(), **settings}
-        if r.line is not None:
-            attrs["line"] = json.dumps([float(v) for v in r.line])
-        out = Path(r.out)
-        self.resumed_from = 0
-        if out.exists() and not r.overwrite:
-            self._reopen(out, attrs)
-        else:
-            basis = self._make_basis(settings)
-            self.values = {m: np.full(self.total, np.nan) for m in self.metrics}
-            self.done_mask = np.zeros(self.total, dtype=bool)
-            self.file = SurfaceFile.create(out, x=self.x, y=self.y, metrics=self.metrics, basis=basis, attrs=attrs)
-            self.directions = basis.directions
-        self.evaluator = PointEvaluator(self.problem, self.origin, self.directions, strategy=r.strategy)
-        self.prepared = True
+        if r.directions == "pca" and y is None:
+            raise LandscapeError("--directions pca makes a plane; add --y MIN:MAX:N")
+        return x, y
 
-    def _provenance(self) -> dict[str, Any]:
-        r = self.request
-        return {
-            "checkpoint": str(Path(r.checkpoint).resolve()),
-            "checkpoint_sha256": self.checkpoint.sha256,
-            "checkpoint_kind": self.checkpoint.kind,
-            # What the trainer recorded (epoch, seed, width, losses): lets studies group surfaces.
-            "checkpoint_metadata": json.dumps(self.checkpoint.metadata, sort_keys=True, default=str),
-            "model": self.model_ref or f"<{self.checkpoint.kind} module>",
-            "model_kwargs": json.dumps(self.model_kwargs, sort_keys=True),
-            "n_params": int(sum(p.numel() for p in self.problem.model.parameters())),
-            "data": _absolute_data_reference(r.data),
-            "data_sha256": self.data.sha256,
-            "data_samples": len(self.data),
-            "data_total_samples": self.data.total_samples,
-            "max_samples": -1 if r.max_samples is None else int(r.max_samples),
-            "loss": self.problem.loss_name,
-            "seed": int(r.seed),
-            "device": str(self.device),
-            "dtype": str(self.problem.dtype).replace("torch.", ""),
-            "metrics": ",".join(self.metrics),
-        }
-
-    def _direction_settings(self) -> dict[str, str]:
-        """kind, norm, ignore and source hash of the requested directions, before any tensor is made.
+    def _direction_settings(self, y: np.ndarray | None) -> dict[str, str]:
+        """kind, norm, ignore and the digest of where the directions come from, before any tensor is made.
 
         Only random directions are normalized; interpolation, PCA and file directions
-        are used as they are (their file's norm/ignore are carried over).
+        are used as they are (a file's norm/ignore are carried over). A file source is
+        identified by the digest of the direction tensors used, so it may gain points.
         """
         r = self.request
         if r.directions == "random":
@@ -200,166 +292,154 @@ class SurfaceJob:
             return {"directions": "interpolate", "norm": "none", "ignore": "none",
                     "directions_source_sha256": file_sha256(_existing(r.to, "--to checkpoint"))}
         if r.directions == "pca":
-            if self.y is None:
-                raise LandscapeError("--directions pca makes a plane; add --y MIN:MAX:N")
             digest = hashlib.sha256("".join(file_sha256(p) for p in _trajectory_files(r.trajectory)).encode())
-            return {"directions": "pca", "norm": "none", "ignore": r.ignore,
-                    "directions_source_sha256": digest.hexdigest()}
+            return {"directions": "pca", "norm": "none", "ignore": r.ignore, "directions_source_sha256": digest.hexdigest()}
         source = Path(r.directions)
         if source.suffix.lower() not in (".h5", ".hdf5"):
             raise LandscapeError(
                 f"unknown --directions '{r.directions}'; use random, interpolate, pca or an earlier surface .h5 file"
             )
         attrs = settings_of(source)
+        digests = tensor_group_digests(source, "directions")
+        used = [digests[axis] for axis in ("x", "y")[:self._axes()] if axis in digests]
+        if len(used) < self._axes():
+            raise LandscapeError(f"{source} has {len(used)} direction(s) but a {self._axes()}D surface needs "
+                                 f"{self._axes()}")
         return {"directions": "file", "norm": str(attrs.get("norm", "none")), "ignore": str(attrs.get("ignore", "none")),
-                "directions_source_sha256": file_sha256(source)}
+                "directions_source_sha256": _combined(used)}
 
-    def _make_basis(self, settings: dict[str, str]) -> Basis:
+    def _make_basis(self, loaded: LoadedProblem, settings: dict[str, Any], y: np.ndarray | None) -> Basis:
         r = self.request
-        axes = 1 if self.y is None and r.line is None else 2
         kind = settings["directions"]
+        params = {name: p.detach().clone() for name, p in loaded.problem.model.named_parameters()}
         if kind == "random":
-            return random_basis(self.params, axes, r.seed, r.norm, r.ignore)
+            return random_basis(params, self._axes(), r.seed, r.norm, r.ignore)
         if r.norm != "filter" or r.ignore != "biasbn":
             self.messages.append(f"note: --norm/--ignore do not apply to {kind} directions; they are used as they are")
+        origin = {name: t.detach().clone() for name, t in loaded.problem.model.state_dict().items()}
         if kind == "interpolate":
-            end = self._state_of(load_checkpoint(r.to, trust_pickle=r.trust_pickle))
-            basis = interpolation_basis(self.origin, end)
-            basis.source = str(Path(r.to).resolve())
+            end = loaded.state_of(load_checkpoint(r.to, trust_pickle=r.trust_pickle))
+            basis = interpolation_basis(origin, end)
+            basis.source = absolute_path(r.to)
             return basis
         if kind == "pca":
             paths = _trajectory_files(r.trajectory)
-            states = [self._state_of(load_checkpoint(p, trust_pickle=r.trust_pickle)) for p in paths]
-            trajectory = [{k: s[k] for k in self.params} for s in states]
-            basis = pca_basis(self.params, trajectory, [p.name for p in paths], r.ignore)
-            basis.source = r.trajectory
+            states = [loaded.state_of(load_checkpoint(p, trust_pickle=r.trust_pickle)) for p in paths]
+            trajectory = [{k: s[k] for k in params} for s in states]
+            basis = pca_basis(params, trajectory, [p.name for p in paths], r.ignore)
+            basis.source = absolute_path(r.trajectory or "")
             return basis
         source = Path(r.directions)
         directions = read_directions(source)
-        if len(directions) < axes:
-            raise LandscapeError(f"{source} has {len(directions)} direction(s) but a {axes}D surface needs {axes}")
-        return Basis(kind="file", directions=directions[:axes], norm=settings["norm"], ignore=settings["ignore"],
-                     source=str(source.resolve()))
+        return Basis(kind="file", directions=directions[:self._axes()], norm=settings["norm"],
+                     ignore=settings["ignore"], source=absolute_path(str(source)))
 
-    def _state_of(self, checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
-        """A checkpoint's full state, aligned to this model (prefixes stripped, shapes checked)."""
-        twin = copy.deepcopy(self.problem.model).cpu()
-        load_weights(twin, checkpoint.state_dict, source=str(checkpoint.path))
-        return {k: v.detach().clone() for k, v in twin.state_dict().items()}
-
-    def _reopen(self, out: Path, attrs: dict[str, Any]) -> None:
-        existing = settings_of(out)
-        if existing.get("format") != "landscape" or existing.get("kind") != "surface":
-            raise LandscapeError(f"{out} exists and is not a Landscape surface file; choose another --out or pass --overwrite")
-        surface = read_surface(out)
-        for key in SETTINGS_KEYS:
-            theirs, ours = existing.get(key, ""), attrs.get(key, "")
-            if str(theirs) != str(ours):
-                raise LandscapeError(
-                    f"{out} was made with different settings ({key}: {_short(theirs)} there, {_short(ours)} now); "
-                    "pass --overwrite to replace it or choose another --out"
-                )
-        same_y = (self.y is None and surface.y is None) or (
-            self.y is not None and surface.y is not None and surface.y.shape == self.y.shape and np.allclose(surface.y, self.y)
-        )
-        if surface.x.shape != self.x.shape or not np.allclose(surface.x, self.x) or not same_y:
-            raise LandscapeError(f"{out} has a different grid; pass --overwrite to replace it or choose another --out")
-        self.values = {m: surface.values[f"train_{m}"].reshape(-1).copy() for m in self.metrics}
-        self.done_mask = surface.done.reshape(-1).copy()
-        self.resumed_from = int(self.done_mask.sum())
-        self.directions = read_directions(out)
-        self.file = SurfaceFile(out)
-        if self.resumed_from:
-            self.messages.append(f"resuming {out}: {self.resumed_from} of {self.total} points already computed")
-
-    # -- the work ---------------------------------------------------------------------------
-    def run(self) -> Iterator[SurfaceProgress]:
-        """Compute the missing points, coarse to fine, writing each step to the file."""
-        if not self.prepared:
-            self.prepare()
-        order = coarse_to_fine_order(len(self.x), 1 if self.y is None else len(self.y))
-        todo = order[~self.done_mask[order]]
-        nx = len(self.x)
-
-        def coords_of(indices: np.ndarray) -> np.ndarray:
-            """Plane coordinates of flat grid indices, vectorized (no Python loop per point)."""
-            if self.request.line is not None:
-                x0, y0, x1, y1 = self.request.line
-                t = self.x[indices]
-                return np.stack([x0 + t * (x1 - x0), y0 + t * (y1 - y0)], axis=1)
-            if self.y is None:
-                return self.x[indices % nx][:, None]
-            return np.stack([self.x[indices % nx], self.y[indices // nx]], axis=1)
-
-        start = time.perf_counter()
-        self.computed = 0
-        self.cancelled = False
-        chunk = 1
-        position = 0
-        strategy_recorded = False
+    def _recorded_settings(self, out: Path) -> dict[str, Any]:
         try:
-            while position < len(todo):
-                if self._cancelled:
-                    self.cancelled = True
-                    break
-                indices = todo[position:position + chunk]
-                coords = coords_of(np.asarray(indices, dtype=np.int64)).astype(np.float64)
-                step_start = time.perf_counter()
-                loss, acc = self.evaluator(coords)
-                step_time = time.perf_counter() - step_start
-                self.values["loss"][indices] = loss
-                if "acc" in self.values and acc is not None:
-                    self.values["acc"][indices] = acc
-                self.done_mask[indices] = True
-                attrs = None
-                if not strategy_recorded and self.evaluator.strategy != "auto":
-                    attrs = {"evaluation_strategy": self.evaluator.strategy}
-                    strategy_recorded = True
-                self.file.write_values(self.values, self.done_mask, attrs)
-                position += len(indices)
-                self.computed += len(indices)
-                elapsed = time.perf_counter() - start
-                rate = self.computed / elapsed if elapsed > 0 else None
-                remaining = len(todo) - position
-                # Aim each step at flush_seconds of work: few writes, yet fresh progress.
-                per_point = step_time / max(1, len(indices))
-                chunk = int(np.clip(self.request.flush_seconds / max(per_point, 1e-6), 1, 4096))
-                yield SurfaceProgress(
-                    done=int(self.done_mask.sum()),
-                    total=self.total,
-                    computed=self.computed,
-                    elapsed=elapsed,
-                    eta=remaining / rate if rate else None,
-                    indices=np.asarray(indices).copy(),
-                    loss=np.asarray(loss).copy(),
-                    acc=None if acc is None else np.asarray(acc).copy(),
-                )
-        finally:
-            self.elapsed = time.perf_counter() - start
-        if position < len(todo):
-            self.cancelled = True
+            recorded = settings_of(out)
+        except LandscapeError as exc:
+            raise LandscapeError(f"{exc}; pass --overwrite to replace it or choose another --out") from None
+        if recorded.get("format") != "landscape" or recorded.get("kind") != self.kind:
+            raise LandscapeError(f"{out} exists and is not a Landscape surface file; choose another --out or pass "
+                                 "--overwrite")
+        return recorded
 
-    def summary(self) -> SurfaceSummary:
-        loss = self.values["loss"][self.done_mask]
-        finite = loss[np.isfinite(loss)]
-        return SurfaceSummary(
-            path=Path(self.request.out),
-            shape=self.shape,
-            done=int(self.done_mask.sum()),
-            total=self.total,
-            computed=getattr(self, "computed", 0),
-            resumed_from=self.resumed_from,
-            nonfinite=int((~np.isfinite(loss)).sum()),
-            loss_min=float(finite.min()) if finite.size else None,
-            loss_max=float(finite.max()) if finite.size else None,
-            elapsed=getattr(self, "elapsed", 0.0),
-            strategy=self.evaluator.strategy,
-            cancelled=getattr(self, "cancelled", False),
+    def _check_resumable(self, out: Path, recorded: dict[str, Any], settings: dict[str, Any],
+                         x: np.ndarray, y: np.ndarray | None) -> None:
+        """Refuse a file made with other settings or another grid."""
+        recorded = {**LEGACY_SETTINGS, **recorded}
+        if recorded.get("model"):
+            recorded["model"] = _canonical_model(str(recorded["model"]))
+        if recorded.get("directions") == "file":
+            # Files before 0.2 recorded the source *file's* hash; what matters is the tensors.
+            own = tensor_group_digests(out, "directions")
+            recorded["directions_source_sha256"] = _combined([own[a] for a in ("x", "y")[:self._axes()] if a in own])
+        mismatch = settings_mismatch(recorded, settings, SETTINGS_KEYS)
+        if mismatch is not None:
+            key, theirs, ours = mismatch
+            raise LandscapeError(
+                f"{out} was made with different settings ({key}: {_short(theirs)} there, {_short(ours)} now); "
+                "pass --overwrite to replace it or choose another --out"
+            )
+        file_x, file_y = read_axes(out)
+        same_y = (y is None and file_y is None) or (
+            y is not None and file_y is not None and file_y.shape == y.shape and np.allclose(file_y, y))
+        if file_x.shape != x.shape or not np.allclose(file_x, x) or not same_y:
+            raise LandscapeError(f"{out} has a different grid; pass --overwrite to replace it or choose another --out")
+
+    # -- run --------------------------------------------------------------------------------------
+    def _steps(self) -> Iterator[SurfaceProgress]:
+        state = self._ready()
+        plan = GridPlan(state.x, state.y, state.done, self.request.line)
+        meter = RateMeter()
+        size, last_flush = 1, time.perf_counter()
+        if state.tile.strategy == "auto" and plan.remaining:
+            yield self._progress(CALIBRATING, None)
+        while plan.remaining:
+            indices = plan.take(size)
+            started = time.perf_counter()
+            values = state.tile(plan.coordinates(indices))
+            seconds = time.perf_counter() - started
+            if state.tile.strategy != state.strategy_in_file:  # auto has decided: the file says how, once
+                state.writer.set_strategy(state.tile.strategy)
+                state.strategy_in_file = state.tile.strategy
+            state.writer.put(indices, values)
+            state.done[indices] = True
+            self.computed += len(indices)
+            now = time.perf_counter()
+            if now - last_flush >= self.request.flush_seconds or not plan.remaining:
+                state.writer.flush()
+                last_flush = now
+            # The next tile aims at TILE_SECONDS of work at the rate just measured, and never at more than
+            # the flush interval: that is the most a killed run may lose.
+            target = min(TILE_SECONDS, self.request.flush_seconds)
+            size = int(np.clip(target * len(indices) / max(seconds, 1e-6), 1, MAX_TILE))
+            eta = meter.eta(now, self.computed, plan.remaining)
+            yield self._progress(COMPUTING, eta, indices, {k: v for k, v in values.items() if k in state.datasets})
+
+    def _progress(self, phase: str, eta: float | None, indices: np.ndarray | None = None,
+                  values: Mapping[str, np.ndarray] | None = None) -> SurfaceProgress:
+        state = self._ready()
+        return SurfaceProgress(
+            kind=self.kind, path=Path(self.request.out), phase=phase, done=int(state.done.sum()),
+            total=int(state.done.size), computed=self.computed, elapsed=self.seconds, eta=eta,
+            indices=np.zeros(0, np.int64) if indices is None else np.asarray(indices).copy(),
+            values={k: np.asarray(v).copy() for k, v in (values or {}).items()},
         )
 
-    def grid_values(self) -> dict[str, np.ndarray]:
-        """The current values as grids of the surface's shape (NaN where not yet computed)."""
-        return {m: v.reshape(self.shape).copy() for m, v in self.values.items()}
+    def _complete(self) -> bool:
+        return bool(self._ready().done.all())
+
+    def _finish(self) -> None:
+        if self._state is not None:
+            self._state.writer.flush()
+
+    def close(self) -> None:
+        self._lock.release()
+
+    def _summary(self) -> SurfaceSummary:
+        state = self._ready()
+        return SurfaceSummary(
+            kind=self.kind, path=Path(self.request.out), shape=state.shape, done=int(state.done.sum()),
+            total=int(state.done.size), computed=self.computed, resumed_from=state.resumed_from,
+            seconds=self.seconds, cancelled=not state.done.all(),
+            metrics=value_ranges(self.request.out, state.datasets),
+            details={"strategy": state.tile.strategy},
+        )
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def _combined(digests: list[str]) -> str:
+    return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
+def _canonical_model(reference: str) -> str:
+    if reference.startswith("<"):
+        return reference
+    try:
+        return absolute_reference(reference)
+    except LandscapeError:
+        return reference
 
 
 def _short(value: Any) -> str:
@@ -392,19 +472,6 @@ def _existing(path: str, what: str) -> Path:
     return Path(path)
 
 
-def _absolute_data_reference(reference: str) -> str:
-    path = Path(reference)
-    if path.suffix.lower() in (".npz", ".pt", ".pth", ".h5", ".hdf5") and path.exists():
-        return str(path.resolve())
-    if ":" in reference and reference.split(":")[0].endswith(".py"):
-        return absolute_reference(reference)
-    return reference
-
-
-def request_as_dict(request: SurfaceRequest) -> dict[str, Any]:
-    return asdict(request)
-
-
 def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str | None = None) -> SurfaceRequest:
     """The request that made a Landscape surface file, rebuilt from its attributes, to finish it.
 
@@ -412,32 +479,27 @@ def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str 
     the job checks that checkpoint, data and settings still hash the same.
     """
     path = Path(path)
-    surface = read_surface(path)
-    if surface.format != "landscape":
-        raise LandscapeError(f"{path} is a Li et al. file; only Landscape surface files can be resumed")
-    a = surface.attrs
+    a = settings_of(path)
+    if a.get("format") != "landscape":
+        raise LandscapeError(f"{path} is not a Landscape surface file (Li et al.'s files cannot be resumed)")
+    file_x, file_y = read_axes(path)
     kind = str(a.get("directions", "random"))
     source = str(a.get("directions_source", "")) or None
     model = str(a.get("model", ""))
     max_samples = int(a.get("max_samples", -1))
+    batch_size = int(a.get("batch_size", 0) or 0)
+    memory_budget = int(a.get("memory_budget", 0) or 0)
 
     def axis(values: np.ndarray) -> str:
         return f"{float(values[0])!r}:{float(values[-1])!r}:{len(values)}"
 
-    options: dict[str, Any] = {}
-    if kind == "interpolate":
-        options["to"] = source
-    elif kind == "pca":
-        options["trajectory"] = source
-    elif kind == "file":
-        options["directions"] = source
     if kind != "random" and not source:
         raise LandscapeError(f"{path} does not record where its {kind} directions came from; it cannot be resumed")
     return SurfaceRequest(
         checkpoint=str(a.get("checkpoint", "")),
         data=str(a.get("data", "")),
-        x=axis(surface.x),
-        y=None if surface.y is None else axis(surface.y),
+        x=axis(file_x),
+        y=None if file_y is None else axis(file_y),
         out=str(path),
         model=None if not model or model.startswith("<") else model,
         model_kwargs=json.loads(a.get("model_kwargs") or "{}"),
@@ -446,12 +508,16 @@ def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str 
         norm=str(a.get("norm", "filter")),
         ignore=str(a.get("ignore", "biasbn")),
         seed=int(a.get("seed", 0)),
-        directions=options.pop("directions", kind if kind in ("random", "interpolate", "pca") else source),
+        directions=kind if kind in ("random", "interpolate", "pca") else str(source),
+        to=source if kind == "interpolate" else None,
+        trajectory=source if kind == "pca" else None,
         max_samples=None if max_samples < 0 else max_samples,
         line=tuple(json.loads(a["line"])) if a.get("line") else None,
+        batch_size=batch_size or None,
+        memory_budget=memory_budget or None,
+        mode=str(a.get("mode", "eval")),
         device=device,
         trust_pickle=trust_pickle,
-        **options,
     )
 
 
@@ -470,7 +536,7 @@ def parse_line(text: str) -> tuple[float, float, float, float]:
 
 def line_request(surface: str | Path, start: tuple[float, float], end: tuple[float, float],
                  points: int = 101) -> SurfaceRequest:
-    """Evaluate the model exactly along a segment of a 2D surface's plane (the GUI's slice line).
+    """Evaluate the model exactly along a segment of a 2D surface's plane (the app's slice line).
 
     Model, data and settings are the surface's own; the output is a 1D file next to
     it, named after the segment, so asking for the same line again resumes or reopens it.
@@ -484,3 +550,9 @@ def line_request(surface: str | Path, start: tuple[float, float], end: tuple[flo
     out = surface.with_name(f"{surface.stem}_line_{tag}.h5")
     return replace(base, directions=str(surface.resolve()), to=None, trajectory=None, x=f"0:1:{int(points)}", y=None,
                    line=line, out=str(out))
+
+
+__all__ = [
+    "METRICS", "SETTINGS_KEYS", "SurfaceJob", "SurfaceProgress", "SurfaceRequest", "SurfaceSummary",
+    "line_request", "parse_line", "resume_request",
+]

@@ -163,12 +163,3 @@ def _coarse_to_fine_chunks(nx: int, ny: int, done: np.ndarray | None, chunk: int
                     pending, size = [], 0
     if size:
         yield np.concatenate(pending)
-
-
-def coarse_to_fine_order(nx: int, ny: int = 1) -> np.ndarray:
-    """All flat indices of an (ny, nx) grid in :func:`iter_coarse_to_fine` order, as one array.
-
-    Costs 8 bytes per point: prefer :func:`iter_coarse_to_fine` for large grids.
-    """
-    chunks = list(iter_coarse_to_fine(nx, ny))
-    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,95 @@
+"""The Python API: the CLI's jobs for notebooks and scripts.
+
+>>> import engine
+>>> s = engine.surface(checkpoint="model.pt", data="train.npz", x="-1:1:51", y="-1:1:51", out="s.h5")  # doctest: +SKIP
+>>> s.values["train_loss"].shape, s.x.shape, s.attrs["seed"]                                            # doctest: +SKIP
+((51, 51), (51,), 0)
+
+Each function runs the same job as its CLI subcommand (``engine.surface`` is
+``landscape surface``), shows progress with tqdm (a widget in Jupyter), resumes its
+file when called again after an interruption, and returns what :func:`open` reads
+from the finished file. Errors are :class:`engine.LandscapeError` with one line.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from engine.io.store import Surface, read_surface, settings_of
+from engine.jobs.base import COMPUTING, Job, Summary
+from engine.jobs.surface import SurfaceJob, SurfaceRequest
+
+Axis = str | Sequence[float]
+
+
+def surface(
+    checkpoint: str | Path,
+    data: str | Path,
+    x: Axis,
+    y: Axis | None = None,
+    *,
+    out: str | Path | None = None,
+    model: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Surface:
+    """Compute a 1D (no ``y``) or 2D loss surface around ``checkpoint`` and return it.
+
+    ``x`` and ``y`` are ``"MIN:MAX:N"`` or ``(MIN, MAX, N)``. ``out`` is the HDF5 file
+    to write (a new temporary file when omitted; ``s.path`` says where). Every other
+    keyword is a :class:`SurfaceRequest` field, named as the CLI flag without dashes:
+    ``seed``, ``norm``, ``ignore``, ``directions``, ``to``, ``trajectory``, ``loss``,
+    ``metrics``, ``max_samples``, ``device``, ``batch_size``, ``mode``, ``strategy``,
+    ``trust_pickle``, ``overwrite``.
+    """
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="landscape-")) / "surface.h5"
+    request = SurfaceRequest(checkpoint=str(checkpoint), data=str(data), x=_axis(x), y=None if y is None else _axis(y),
+                             out=str(out), model=model, model_kwargs=model_kwargs, **options)
+    run(SurfaceJob(request), progress=progress)
+    return read_surface(out)
+
+
+def run(job: Job, progress: bool = True) -> Summary:
+    """Run any job to its end with a tqdm bar; on KeyboardInterrupt say what was saved and re-raise."""
+    from tqdm.auto import tqdm
+
+    bar = None
+    try:
+        for step in job.run():
+            if progress and bar is None:
+                bar = tqdm(total=step.total, initial=step.done, unit=job.unit, desc=job.kind)
+            if bar is not None:
+                bar.set_description(job.kind if step.phase == COMPUTING else f"{job.kind} ({step.phase})", refresh=False)
+                bar.update(step.done - bar.n)
+    except KeyboardInterrupt:
+        if job.has_summary:
+            summary = job.summary()
+            print(f"interrupted: {summary.done} of {summary.total} {job.noun} are saved in {summary.path}; "
+                  "run the same call again to continue", file=sys.stderr)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return job.summary()
+
+
+def open(path: str | Path) -> Surface:  # noqa: A001 - engine.open(path) reads like the builtin, on purpose
+    """Read any result file Landscape writes (and Li et al.'s surface files)."""
+    kind = str(settings_of(path).get("kind", "surface"))
+    if kind == "surface":
+        return read_surface(path)
+    from engine.errors import LandscapeError
+
+    raise LandscapeError(f"{path} holds a '{kind}' result, which this Landscape cannot read: upgrade")
+
+
+def _axis(axis: Axis) -> str:
+    if isinstance(axis, str):
+        return axis
+    low, high, count = axis
+    return f"{float(low)!r}:{float(high)!r}:{int(count)}"
