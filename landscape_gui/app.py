@@ -128,10 +128,7 @@ def screenshot(app, window, path: str, size: tuple[int, int]) -> int:
     window.show()
     timer = QElapsedTimer()
     timer.start()
-    def working() -> bool:
-        return window.runner.busy or bool(window.runner.queue) or getattr(window, "sample_pending", False)
-
-    while working() and timer.elapsed() < 300_000:
+    while window.busy and timer.elapsed() < 300_000:
         app.processEvents()
         QThread.msleep(20)
     for _ in range(5):

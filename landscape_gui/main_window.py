@@ -8,8 +8,6 @@ non-blocking dialog with details; whatever was open stays open.
 
 from __future__ import annotations
 
-import json
-import time
 import traceback
 from pathlib import Path
 
@@ -24,11 +22,14 @@ from engine.errors import LandscapeError
 from engine.display.profile import nearest_node
 from engine.io.export import export_grid
 from engine.io.references import one_line
-from engine.jobs.surface import SurfaceProgress, SurfaceRequest, line_request, resume_request
+from engine.io.store import writer_of
+from engine.jobs.base import COMPUTING, Progress
+from engine.jobs.registry import resume_request
+from engine.jobs.surface import SurfaceRequest, line_request
 from landscape_gui.jobs import JobRunner, Started
 from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
 from landscape_gui.settings import AppSettings
-from landscape_gui.state import AppState, Curve, Landscape, default_slice, value_label
+from landscape_gui.state import AppState, Landscape, default_slice, value_label
 from landscape_gui.views.colors import colormap
 from landscape_gui.views.compare import CompareView
 from landscape_gui.views.heatmap import HeatmapView
@@ -39,7 +40,6 @@ GRID_FILTER = "Surface files (*.h5 *.hdf5);;All files (*)"
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
 EXPORT_GRID_FILTER = "Landscape HDF5 (*.h5);;CSV (*.csv);;ParaView PolyData (*.vtp)"
 EXPORT_FIGURE_FILTER = "PNG image (*.png);;SVG drawing (*.svg)"
-RECENTLY_WRITTEN_SECONDS = 10.0  # a partial file this fresh may have another writer: don't auto-resume
 LINE_POINTS = 101
 REDRAW_MS = 150  # newest values reach the views this often while a job runs
 
@@ -53,7 +53,6 @@ class MainWindow(QMainWindow):
         self.state = state or AppState()
         self.runner = JobRunner(self)
         self.errors: list[tuple[str, str]] = []  # every error shown, for tests and the log
-        self.written_here: set[Path] = set()  # files our own jobs wrote: safe to resume at once
         self.error_box: QMessageBox | None = None
         self.setWindowTitle("Landscape")
         self._apply_display_settings()
@@ -94,7 +93,8 @@ class MainWindow(QMainWindow):
         self.eta_label = QLabel("")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
-        self.cancel_button.clicked.connect(self.runner.cancel_current)
+        self.cancel_button.clicked.connect(self.cancel_running)
+        self.task = None  # a background task other than a job (the first launch's training)
         bar = self.statusBar()
         bar.addWidget(self.hover_label, 1)
         bar.addPermanentWidget(self.eta_label)
@@ -157,7 +157,7 @@ class MainWindow(QMainWindow):
                      "Evaluate the model along the slice line at full resolution")
         self._action(compute, "&Resume Computing", self.resume_current, None,
                      "Compute the points the current file is missing")
-        self._action(compute, "&Cancel Job", self.runner.cancel_current, "Esc")
+        self._action(compute, "&Cancel Job", self.cancel_running, "Esc")
         compute.addSeparator()
         self._action(compute, "&Pin Slice Profile", self.pin_slice_profile, "Ctrl+P",
                      "Keep the current slice profile in the 1D view for comparison")
@@ -223,7 +223,7 @@ class MainWindow(QMainWindow):
             self.open_checkpoints(checkpoints)
 
     def open_grid(self, path: str | Path, resume: bool = True) -> Landscape | None:
-        """Read a surface file and show it; a partial Landscape file is resumed."""
+        """Read a surface file and show it; a partial Landscape file is resumed unless another process writes it."""
         running = self.state.find(path)
         if running is not None and self._is_running(path):
             self.state.set_current(running)  # our job is writing it; what it shows is current already
@@ -231,18 +231,11 @@ class MainWindow(QMainWindow):
         landscape = self._guard(Landscape.open, path)
         if landscape is None:
             return None
-        landscape = self.state.add(landscape)
+        landscape = self.state.add(landscape, make_current=not landscape.is_line)
         self.settings.add_recent(path)
         self.settings.set_last_folder("grids", path)
         if resume and landscape.surface.format == "landscape" and not landscape.complete:
-            age = time.time() - Path(path).stat().st_mtime
-            foreign = Path(path).resolve() not in self.written_here
-            if foreign and age < RECENTLY_WRITTEN_SECONDS and not self._is_running(path):
-                self.statusBar().showMessage(
-                    f"{Path(path).name} was written {age:.0f} s ago, maybe by another process: "
-                    "use Compute ▸ Resume Computing to finish it here", 10000)
-            else:
-                self.resume_current()
+            self.resume(landscape)
         return landscape
 
     def open_grid_dialog(self) -> None:
@@ -295,14 +288,22 @@ class MainWindow(QMainWindow):
         self._show_progress(True)
 
     def _is_running(self, path: str | Path) -> bool:
-        current = self.runner.current
-        return current is not None and Path(current.out).resolve() == Path(path).resolve()
+        return self.runner.is_running(path)
 
     def resume_current(self) -> None:
-        landscape = self.state.current
-        if landscape is None or landscape.complete or landscape.surface.format != "landscape":
+        if self.state.current is not None:
+            self.resume(self.state.current)
+
+    def resume(self, landscape: Landscape) -> None:
+        """Compute what a partial file misses, unless it is being computed already (here or elsewhere)."""
+        if landscape.complete or landscape.surface.format != "landscape":
             return
-        if self._is_running(landscape.path):
+        if self.runner.is_running(landscape.path) or self.runner.is_queued(landscape.path):
+            return
+        writer = writer_of(landscape.path)
+        if writer is not None:
+            self.statusBar().showMessage(f"{landscape.path.name} is being computed by {writer}; "
+                                         "open it again when that has finished", 10000)
             return
         request = self._guard(resume_request, landscape.path)
         if request is not None:
@@ -328,17 +329,45 @@ class MainWindow(QMainWindow):
         if request is not None:
             self.submit(request)
 
+    @property
+    def busy(self) -> bool:
+        """A job runs or waits, or a background task runs."""
+        return self.runner.busy or bool(self.runner.queue) or self.task is not None
+
+    def cancel_running(self) -> None:
+        """What the Cancel button and Esc stop: the background task if there is one, else the running job."""
+        if self.task is not None:
+            self.task.cancel()
+        else:
+            self.runner.cancel_current()
+
+    def begin_task(self, worker, text: str) -> None:
+        """Show a background task's progress in the status bar; Cancel stops it, closing the window waits for it."""
+        self.task = worker
+        self.progress_bar.setFormat(text)
+        self._show_progress(True)
+
+    def task_progressed(self, value: int, maximum: int, note: str = "") -> None:
+        self.progress_bar.setRange(0, maximum)
+        self.progress_bar.setValue(value)
+        self.eta_label.setText(note)
+
+    def end_task(self, message: str = "") -> None:
+        self.task = None
+        if not self.runner.busy:
+            self._show_progress(False)
+        if message:
+            self.statusBar().showMessage(message, 10000)
+
     def _show_progress(self, busy: bool) -> None:
         self.progress_bar.setVisible(busy)
         self.cancel_button.setVisible(busy)
         self.eta_label.setVisible(busy)
 
     def _job_started(self, started: Started) -> None:
-        request = started.request
-        out = Path(request.out)
-        self.written_here.add(out.resolve())
-        landscape = Landscape.from_surface(started.surface)
-        landscape = self.state.add(landscape, make_current=request.line is None)  # a line joins the 1D view
+        out = started.path
+        landscape = Landscape.from_surface(started.result)
+        landscape = self.state.add(landscape, make_current=not landscape.is_line)  # a line joins the 1D view
         landscape.computing = True
         self.settings.add_recent(out)
         self.progress_bar.setRange(0, started.total)
@@ -349,18 +378,22 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(message, 5000)
         self._show_progress(True)
 
-    def _job_progressed(self, request: SurfaceRequest, progress: SurfaceProgress) -> None:
-        """Fold new values in at once; redraw at most every REDRAW_MS (a redraw costs tens of ms,
+    def _job_progressed(self, request, progress: Progress) -> None:
+        """Fold new results in at once; redraw at most every REDRAW_MS (a redraw costs tens of ms,
         and a job can report far more often: redrawing each step would starve the job's thread)."""
-        landscape = self.state.find(request.out)
+        landscape = self.state.find(progress.path)
         if landscape is not None:
-            landscape.add_values(progress.indices, {"train_loss": progress.loss, "train_acc": progress.acc})
+            landscape.apply(progress)
             self._stale.add(landscape)
             if not self._redraw_timer.isActive():
                 self._redraw_timer.start()
         self.progress_bar.setValue(progress.done)
-        eta = "" if progress.eta is None else f"ETA {format_seconds(progress.eta)}"
-        self.eta_label.setText(f"{getattr(self, '_job_name', '')}: {progress.done}/{progress.total}  {eta}")
+        if progress.phase != COMPUTING:
+            status = f"{progress.phase}…"
+        else:
+            status = f"{progress.done}/{progress.total}" + ("" if progress.eta is None else
+                                                            f"  ETA {format_seconds(progress.eta)}")
+        self.eta_label.setText(f"{getattr(self, '_job_name', '')}: {status}")
 
     def redraw_stale(self) -> None:
         """Tell the views about values that arrived since the last redraw."""
@@ -368,7 +401,7 @@ class MainWindow(QMainWindow):
         for landscape in stale:
             self.state.updated.emit(landscape)
 
-    def _job_ended(self, request: SurfaceRequest | None, reread: bool = False) -> Landscape | None:
+    def _job_ended(self, request, reread: bool = False) -> Landscape | None:
         """Whatever the ending: stop pending redraws and show the landscape as it now is."""
         self._redraw_timer.stop()
         self._stale.clear()
@@ -380,23 +413,22 @@ class MainWindow(QMainWindow):
             self.state.updated.emit(landscape)
         return landscape
 
-    def _job_finished(self, request: SurfaceRequest, summary) -> None:
-        landscape = self._job_ended(request, reread=True)
-        if landscape is not None and request.line is not None:
-            self._pin_line(landscape)
+    def _job_finished(self, request, summary) -> None:
+        self._job_ended(request, reread=True)
         if summary is not None:
-            note = f"{Path(request.out).name}: {summary.done}/{summary.total} points in {summary.elapsed:.1f} s"
-            if summary.nonfinite:
-                note += f", {summary.nonfinite} non-finite (shown in magenta)"
+            note = f"{Path(request.out).name}: {summary.done}/{summary.total} done in {summary.seconds:.1f} s"
+            nonfinite = sum(int(m.get("nonfinite", 0)) for name, m in summary.metrics.items() if "loss" in name)
+            if nonfinite:
+                note += f", {nonfinite} non-finite (shown in magenta)"
             self.statusBar().showMessage(note, 10000)
 
-    def _job_cancelled(self, request: SurfaceRequest, summary) -> None:
+    def _job_cancelled(self, request, summary) -> None:
         self._job_ended(request)
         done = f"{summary.done}/{summary.total} points" if summary is not None else "the points computed"
         self.statusBar().showMessage(f"cancelled: {done} are saved in {request.out}; open it again to resume",
                                      10000)
 
-    def _job_failed(self, request: SurfaceRequest, message: str, details: str) -> None:
+    def _job_failed(self, request, message: str, details: str) -> None:
         self._job_ended(request)
         self.show_error(message, details)
 
@@ -417,15 +449,6 @@ class MainWindow(QMainWindow):
         (x0, y0), (x1, y1) = self.state.view.slice
         label = f"{current.name}: ({x0:.2f}, {y0:.2f})→({x1:.2f}, {y1:.2f})"
         self.state.pin(curve_from_profile(f"pin:{label}", label, profile))
-
-    def _pin_line(self, landscape: Landscape) -> None:
-        """Show a computed line in the 1D view, on the same distance axis as the live profile."""
-        surface = landscape.surface
-        x0, y0, x1, y1 = json.loads(surface.attrs["line"])
-        length = ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5
-        values = {m: v.copy() for m, v in surface.values.items()}
-        self.state.pin(Curve(key=f"line:{landscape.path}", label=f"{landscape.name} (computed)",
-                             x=surface.x * length, values=values))
 
     # -- hover -------------------------------------------------------------------------------
     def show_hover(self, x: float, y: float) -> None:
@@ -556,19 +579,18 @@ class MainWindow(QMainWindow):
 
     # -- closing --------------------------------------------------------------------------------------
     def close_current(self) -> None:
+        """Close the current result; its own job stops (points computed stay in the file), the others go on."""
         landscape = self.state.current
         if landscape is not None:
-            if self._is_running(landscape.path):
-                self.runner.cancel_all()
+            self.runner.cancel(landscape.path)
             self.state.remove(landscape)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt naming
         """Cancel jobs cleanly (every computed point is on disk already) and save the layout."""
         self.runner.cancel_all(wait=True)
-        training = getattr(self, "sample_worker", None)
-        if training is not None and getattr(self, "sample_pending", False):
+        if self.task is not None:
             try:
-                training.stop_and_wait()  # the sample keeps the epoch it reached; retrained next launch
+                self.task.stop_and_wait()  # the sample keeps the epoch it reached; retrained next launch
             except RuntimeError:  # already finished and deleted
                 pass
         self.settings.set_window(self.saveGeometry(), self.saveState())

@@ -17,6 +17,7 @@ import numpy as np
 
 from engine.display.levels import SCALES, DisplayGrid
 from engine.io.store import Surface, read_surface
+from engine.jobs.surface import SurfaceProgress
 
 Point = tuple[float, float]
 AUTO_COMPARED = 6  # the first surfaces opened join the Compare tab by themselves; tick more in the list
@@ -85,8 +86,17 @@ class Landscape:
             self._grids[metric] = DisplayGrid(self.surface.values[metric], self.surface.done)
         return self._grids[metric]
 
+    @property
+    def is_line(self) -> bool:
+        """A slice line computed in another surface's plane (shown in the 1D view, not as a map)."""
+        return "line" in self.surface.attrs
+
+    def apply(self, progress: SurfaceProgress) -> None:
+        """Fold a running job's progress step in: its points (flat indices j * nx + i) and values."""
+        self.add_values(progress.indices, dict(progress.values))
+
     def add_values(self, indices: np.ndarray, values: dict[str, np.ndarray | None]) -> None:
-        """Fold a running job's new points in (flat indices j * nx + i) and drop stale caches."""
+        """Set computed points (flat indices j * nx + i) and drop stale caches."""
         done = self.surface.done.reshape(-1)
         for metric, array in values.items():
             if array is not None and metric in self.surface.values:
@@ -94,10 +104,14 @@ class Landscape:
         done[indices] = True
         self._grids.clear()
 
+    def replace_surface(self, surface: Surface) -> None:
+        """Show another reading of the same file (reopened, or finished by a job)."""
+        self.surface = _pending_as_nan(surface)
+        self._grids.clear()
+
     def reload(self) -> None:
         """Re-read the file (after a job finished), keeping the name."""
-        self.surface = _pending_as_nan(read_surface(self.surface.path))
-        self._grids.clear()
+        self.replace_surface(read_surface(self.surface.path))
 
 
 def _pending_as_nan(surface: Surface) -> Surface:
@@ -207,8 +221,7 @@ class AppState:
         """Add (or replace the open copy of the same file) and usually make it current."""
         existing = self.find(landscape.path)
         if existing is not None:
-            existing.surface = landscape.surface
-            existing._grids.clear()
+            existing.replace_surface(landscape.surface)
             landscape = existing
             self.updated.emit(landscape)
         else:

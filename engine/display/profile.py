@@ -7,8 +7,9 @@ numpy over the few hundred samples of one line (tens of microseconds on a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -79,6 +80,15 @@ def line_profile(
     values = {name: bilinear(np.asarray(grid, dtype=np.float64), fi, fj) for name, grid in grids.items()}
     length = float(np.hypot(end[0] - start[0], end[1] - start[1]))
     return LineProfile(t=t, distance=t * length, xs=xs, ys=ys, values=values)
+
+
+def line_distance(t: np.ndarray, line: str | Sequence[float]) -> np.ndarray:
+    """Distance along a computed slice line (t in [0, 1] from its start), on the axis of :func:`line_profile`.
+
+    ``line`` is the segment (x0, y0, x1, y1), or its JSON as a line file records it.
+    """
+    x0, y0, x1, y1 = json.loads(line) if isinstance(line, str) else line
+    return np.asarray(t, dtype=np.float64) * float(np.hypot(x1 - x0, y1 - y0))
 
 
 def nearest_node(x: np.ndarray, y: np.ndarray | None, px: float, py: float | None = None) -> tuple[int, int] | None:

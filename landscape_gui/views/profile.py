@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from engine.display.profile import line_profile
+from engine.display.profile import line_distance, line_profile
 from landscape_gui.state import AppState, Curve
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -102,18 +102,20 @@ class ProfileView(pg.GraphicsLayoutWidget):
             self._draw(curve.key, curve.label, curve.x, curve.values, PALETTE[(k + 1) % len(PALETTE)], width=2,
                        symbol="o" if len(curve.x) <= 60 else None)
         current = self.state.current
-        # Every open 1D surface is overlaid (the current one thicker); computed slice lines
-        # are already among the pinned curves, on the slice's distance axis.
-        one_d = [l for l in self.state.landscapes if l.surface.dimensions == 1 and "line" not in l.surface.attrs]
+        # Every open 1D file is overlaid (the current one thicker); a computed slice line is drawn
+        # on the slice's distance axis, where the live profile of its plane is drawn too.
+        one_d = [l for l in self.state.landscapes if l.surface.dimensions == 1]
         for k, landscape in enumerate(one_d):
             surface = landscape.surface
             values = surface.values  # NaN where not computed (state.Landscape guarantees it)
             is_current = landscape is current
-            self._draw(f"file:{landscape.path}", landscape.name, surface.x, values,
+            x = line_distance(surface.x, surface.attrs["line"]) if landscape.is_line else surface.x
+            label = f"{landscape.name} (computed)" if landscape.is_line else landscape.name
+            self._draw(f"file:{landscape.path}", label, x, values,
                        PALETTE[(len(self.state.curves) + k + 1) % len(PALETTE)] if not is_current else PALETTE[0],
-                       width=3 if is_current else 1.5)
+                       width=3 if is_current else 1.5, symbol="o" if landscape.is_line and len(x) <= 60 else None)
         if current is not None and current.surface.dimensions == 1:
-            self.plot.setLabel("bottom", "α (direction x)" if "line" not in current.surface.attrs else "t along the line")
+            self.plot.setLabel("bottom", "distance along the slice" if current.is_line else "α (direction x)")
             if LIVE_KEY in self.items:
                 self._remove(LIVE_KEY)
         else:

@@ -230,6 +230,52 @@ def test_job_progress_cancel_then_reopen_resumes_to_completion(window, regressio
     assert not window.errors
 
 
+def test_close_surface_stops_only_its_own_job_and_the_queue_goes_on(window, regression_case, tmp_path, qtbot):
+    outs = [tmp_path / f"w{k}.h5" for k in range(3)]
+    requests = [SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                               data=regression_case["data"], x="-1:1:41", y="-1:1:41", out=str(out), seed=k,
+                               flush_seconds=1e-5 if k == 0 else 0.5) for k, out in enumerate(outs)]
+    with qtbot.waitSignal(window.runner.started, timeout=30000):
+        for request in requests:
+            window.submit(request)
+    window.state.set_current(window.state.find(outs[0]))
+    window.close_current()  # the first surface of the sweep, while it computes
+    qtbot.waitUntil(lambda: not window.busy, timeout=120000)
+    assert window.state.find(outs[0]) is None
+    for out in outs[1:]:
+        assert read_surface(out).done.all(), out  # the rest of the sweep was not dropped
+    assert not window.errors
+
+
+def test_a_partial_file_another_process_is_writing_is_shown_not_resumed(window, regression_case, tmp_path, qtbot):
+    import subprocess
+    import sys
+
+    out = tmp_path / "partial.h5"
+    job = SurfaceJob(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                                    data=regression_case["data"], x="-1:1:9", y="-1:1:9", out=str(out),
+                                    flush_seconds=1e-6))
+    for step in job.run():
+        if step.done >= 10:
+            job.cancel()
+    code = ("import sys, time; from engine.io.store import WriterLock\n"
+            "lock = WriterLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, env=run_cli_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        landscape = window.open_grid(out)
+        assert landscape is not None and not landscape.complete
+        assert not window.runner.busy and not window.runner.queue
+        assert f"process {holder.pid}" in window.statusBar().currentMessage()
+    finally:
+        holder.kill()
+        holder.wait()
+    with qtbot.waitSignal(window.runner.finished, timeout=60000):
+        window.resume_current()  # free now: resuming works
+    assert read_surface(out).done.all()
+
+
 def test_compute_slice_line_at_full_resolution_matches_the_grid_at_nodes(window, classification_case, tmp_path,
                                                                           qtbot):
     grid_path = _compute(classification_case, tmp_path / "grid.h5")
@@ -238,17 +284,29 @@ def test_compute_slice_line_at_full_resolution_matches_the_grid_at_nodes(window,
     window.state.view.slice = ((-1.0, grid.y[4]), (1.0, grid.y[4]))
     with qtbot.waitSignal(window.runner.finished, timeout=60000):
         window.compute_slice_line()
-    pinned = [c for c in window.state.curves if c.key.startswith("line:")]
-    assert len(pinned) == 1
-    line = pinned[0]
-    # 101 points from x=-1 to 1: every 10th is a grid node of row 4.
-    np.testing.assert_allclose(line.values["train_loss"][::10], grid.values["train_loss"][4], rtol=1e-5)
-    np.testing.assert_allclose(line.x[-1], 2.0)
+    lines = [l for l in window.state.landscapes if l.is_line]
+    assert len(lines) == 1
+    loss_item, acc_item = window.profile.items[f"file:{lines[0].path}"]
+    # 101 points from x=-1 to 1: every 10th is a grid node of row 4; x is the distance along the slice.
+    np.testing.assert_allclose(loss_item.yData[::10], grid.values["train_loss"][4], rtol=1e-5)
+    np.testing.assert_allclose(loss_item.xData[-1], 2.0)
     assert window.state.current.path == grid_path  # the 2D map stays in front
-    key = next(k for k in window.profile.items if k.startswith("line:"))
-    acc_item = window.profile.items[key][1]  # accuracy, on the right-hand axis
-    np.testing.assert_allclose(acc_item.yData, line.values["train_acc"])
+    np.testing.assert_allclose(acc_item.yData[::10], grid.values["train_acc"][4], rtol=1e-5)  # the right-hand axis
     assert window.profile.plot.getAxis("right").isVisible()
+
+
+def test_a_finished_slice_line_file_opened_later_is_drawn(window, classification_case, tmp_path, qtbot):
+    from engine.jobs.surface import line_request
+
+    grid_path = _compute(classification_case, tmp_path / "grid.h5")
+    request = line_request(grid_path, (-1.0, 0.0), (1.0, 0.0), points=21)
+    list(SurfaceJob(request).run())
+    window.open_grid(request.out)
+    opened = window.state.find(request.out)
+    assert opened is not None and opened.is_line and not window.runner.busy
+    loss_item, _acc = window.profile.items[f"file:{opened.path}"]
+    np.testing.assert_array_equal(loss_item.yData, read_surface(request.out).values["train_loss"])
+    np.testing.assert_allclose(loss_item.xData, np.linspace(0, 2, 21))
 
 
 def test_compare_tab_uses_one_color_scale(window, regression_case, tmp_path):
