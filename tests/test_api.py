@@ -10,6 +10,7 @@ import pytest
 import engine
 from engine.cli import main
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
+from tests.conftest import run_until
 
 VOLATILE = {"created"}  # what differs between two runs of the same job
 # Both runs pin the strategy: auto measures, and on a loaded machine two fresh runs may pick
@@ -48,13 +49,9 @@ def test_without_out_a_temporary_file_is_written_and_axes_may_be_tuples(regressi
 
 def test_calling_again_resumes_a_partial_file(regression_case, tmp_path) -> None:
     out = tmp_path / "s.h5"
-    job = SurfaceJob(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
-                                    data=regression_case["data"], x="-1:1:9", y="-1:1:9", out=str(out),
-                                    flush_seconds=1e-6))
-    for step in job.run():
-        if step.done >= 20:
-            job.cancel()
-    saved = job.summary().done
+    saved = run_until(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                                     data=regression_case["data"], x="-1:1:9", y="-1:1:9", out=str(out),
+                                     flush_seconds=1e-6), 20).summary().done
     resumed = SurfaceJob(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
                                         data=regression_case["data"], x="-1:1:9", y="-1:1:9", out=str(out)))
     summary = engine.run(resumed, progress=False)

@@ -20,6 +20,7 @@ import torch
 from engine.io.checkpoints import file_sha256
 from engine.cli import main
 from tests import zoo
+from tests.conftest import damaged_landscape_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -268,32 +269,12 @@ def test_real_command_success_prints_wrote_with_spaced_negative_x(subprocess_res
 
 
 # -- landscape info -------------------------------------------------------------------------------
-def _damaged_files(folder: Path) -> dict[str, Path]:
-    def landscape_file(name: str, build) -> Path:
-        path = folder / name
-        with h5py.File(path, "w") as handle:
-            handle.attrs.update({"format": "landscape", "format_version": 1, "kind": "surface"})
-            build(handle)
-        return path
-
-    return {
-        "no done": landscape_file("no_done.h5", lambda h: (h.create_dataset("xcoordinates", data=np.arange(3.0)),
-                                                           h.create_dataset("train_loss", data=np.ones(3)))),
-        "group for a dataset": landscape_file("group.h5", lambda h: (h.create_dataset("xcoordinates",
-                                                                                      data=np.arange(3.0)),
-                                                                     h.create_group("train_loss"))),
-        "text for numbers": landscape_file("text.h5", lambda h: (h.create_dataset("xcoordinates",
-                                                                                 data=np.array([b"a", b"b"])),
-                                                                 h.create_dataset("train_loss", data=np.ones(2)))),
-    }
-
-
 def test_info_on_a_damaged_file_says_damaged_in_one_line(tmp_path, capsys) -> None:
-    for what, path in _damaged_files(tmp_path).items():
+    for what, path in damaged_landscape_files(tmp_path).items():
         code = main(["info", str(path)])
         captured = capsys.readouterr()
         message = assert_one_error_line(code, captured.out, captured.err)
-        assert f"{path} is damaged: " in message, (what, message)
+        assert message.endswith(f"{path} is damaged: {what}"), message
 
 
 def test_info_on_a_text_file_suggests_no_flag_it_does_not_have(tmp_path, capsys) -> None:
@@ -306,7 +287,7 @@ def test_info_on_a_text_file_suggests_no_flag_it_does_not_have(tmp_path, capsys)
 
 
 def test_resuming_onto_a_damaged_file_is_one_line_naming_overwrite(files, tmp_path, capsys) -> None:
-    for path in _damaged_files(tmp_path).values():
+    for path in damaged_landscape_files(tmp_path).values():
         code = main(surface(files, out=str(path)))
         captured = capsys.readouterr()
         message = assert_one_error_line(code, captured.out, captured.err)

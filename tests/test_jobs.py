@@ -26,7 +26,7 @@ from engine.jobs.base import CALIBRATING, COMPUTING, JobState
 from engine.jobs.registry import job_for, resume_request
 from engine.jobs.surface import SurfaceJob, SurfaceRequest, line_request
 from engine.jobs.tiles import SurfaceTask
-from tests.conftest import MODELS, ROOT, run_cli_env
+from tests.conftest import MODELS, ROOT, done_count, run_cli_env, run_until, slow_case
 
 
 def request(case: dict, out: Path, **extra) -> SurfaceRequest:
@@ -34,29 +34,10 @@ def request(case: dict, out: Path, **extra) -> SurfaceRequest:
                           y="-0.5:0.5:5", out=str(out), **extra)
 
 
-def slow_case(tmp_path: Path) -> dict[str, str]:
-    """Enough work per point (4000 samples) that a run is still going when a second one starts."""
-    import tests.reference_models as zoo
-
-    torch.manual_seed(0)
-    torch.save(zoo.mlp(d=8, width=64).state_dict(), tmp_path / "m.pt")
-    x = np.random.default_rng(0).standard_normal((4000, 8)).astype(np.float32)
-    np.savez(tmp_path / "d.npz", x=x, y=np.cos(x[:, :1]))
-    return {"checkpoint": str(tmp_path / "m.pt"), "model": f"{MODELS}:mlp", "data": str(tmp_path / "d.npz")}
-
-
 def cli(case: dict, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "engine", "surface", case["checkpoint"], "--model", case["model"],
             "--model-kwargs", '{"d": 8, "width": 64}', "--data", case["data"], "--x=-1:1:21", "--y=-1:1:21",
             "--strategy", "inplace", "--flush-seconds", "0.02", "--device", "cpu", "--out", str(out), *extra]
-
-
-def done_count(path: Path) -> int:
-    try:
-        with h5py.File(path, "r", locking=False) as handle:
-            return int(handle["done"][()].sum())
-    except (OSError, KeyError):
-        return 0
 
 
 # -- the life cycle ---------------------------------------------------------------------------------
@@ -173,20 +154,11 @@ def test_a_second_writer_with_overwrite_is_refused_while_the_first_runs(tmp_path
 # -- derived files and provenance -------------------------------------------------------------------------
 def test_a_file_derived_from_a_partial_surface_resumes_after_the_source_gains_points(regression_case, tmp_path):
     source = tmp_path / "s.h5"
-    job = SurfaceJob(request(regression_case, source, flush_seconds=1e-6))
-    for step in job.run():
-        if step.done >= 10:
-            job.cancel()
+    run_until(request(regression_case, source, flush_seconds=1e-6), 10)
     derived = tmp_path / "d.h5"
-    first = SurfaceJob(request(regression_case, derived, directions=str(source), flush_seconds=1e-6))
-    for step in first.run():
-        if step.done >= 10:
-            first.cancel()
+    run_until(request(regression_case, derived, directions=str(source), flush_seconds=1e-6), 10)
     line = line_request(source, (-1.0, -0.5), (1.0, 0.5), points=9)
-    first_line = SurfaceJob(line)
-    for step in first_line.run():
-        if step.done >= 3:
-            first_line.cancel()
+    run_until(line, 3)
 
     list(SurfaceJob(resume_request(source)).run())  # the source gains its missing points
     for path in (derived, Path(line.out)):
@@ -213,12 +185,9 @@ def test_paths_are_recorded_absolute_so_a_pca_surface_resumes_from_another_folde
     x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
     np.savez(run / "data.npz", x=x, y=x[:, :1])
     monkeypatch.chdir(run)
-    job = SurfaceJob(SurfaceRequest(checkpoint="model.pt", model=f"{MODELS}:mlp", model_kwargs={"d": 4, "width": 8},
-                                    data="data.npz", directions="pca", trajectory="trajectory", x="-1:1:5",
-                                    y="-1:1:5", out="pca.h5", flush_seconds=1e-6))
-    for step in job.run():
-        if step.done >= 5:
-            job.cancel()
+    run_until(SurfaceRequest(checkpoint="model.pt", model=f"{MODELS}:mlp", model_kwargs={"d": 4, "width": 8},
+                             data="data.npz", directions="pca", trajectory="trajectory", x="-1:1:5",
+                             y="-1:1:5", out="pca.h5", flush_seconds=1e-6), 5)
     attrs = read_surface(run / "pca.h5").attrs
     for key in ("checkpoint", "data", "directions_source"):
         assert Path(attrs[key]).is_absolute(), (key, attrs[key])
@@ -314,11 +283,8 @@ def test_batch_size_and_memory_budget_are_recorded_and_a_resume_uses_them(regres
     args = ["surface", regression_case["checkpoint"], "--model", regression_case["model"], "--data",
             regression_case["data"], "--x=-1:1:9", "--y=-0.5:0.5:5", "--strategy", "inplace", "--batch-size", "24",
             "--memory-budget", "64MiB", "--out", str(out), "--flush-seconds", "0.000001"]
-    job = SurfaceJob(request(regression_case, out, batch_size=24, memory_budget=64 * 2**20, flush_seconds=1e-6,
-                             strategy="inplace"))
-    for step in job.run():
-        if step.done >= 4:
-            job.cancel()
+    run_until(request(regression_case, out, batch_size=24, memory_budget=64 * 2**20, flush_seconds=1e-6,
+                      strategy="inplace"), 4)
     attrs = read_surface(out).attrs
     assert attrs["batch_size"] == 24 and attrs["memory_budget"] == 64 * 2**20 and attrs["mode"] == "eval"
     resumed = resume_request(out)

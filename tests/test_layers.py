@@ -12,7 +12,7 @@ import torch
 
 from engine.io.checkpoints import save_checkpoint
 from engine.io.store import read_surface
-from tests.conftest import run_cli_env
+from tests.conftest import run_cli_env, run_until
 
 # Make `import samples` fail in the child, as on an installation without the samples.
 WITHOUT_SAMPLES = "import sys; sys.modules['samples'] = None\n"
@@ -84,10 +84,7 @@ def test_an_old_file_naming_samples_models_resumes(tmp_path: Path) -> None:
                     state_dict=mlp(width=4).state_dict())
     request = SurfaceRequest(checkpoint=str(tmp_path / "m.pt"), data="sample:sine", x="-1:1:7", out=str(tmp_path / "s.h5"),
                              flush_seconds=1e-6)
-    job = SurfaceJob(request)
-    for step in job.run():
-        if step.done >= 3:
-            job.cancel()
+    run_until(request, 3)
     with h5py.File(tmp_path / "s.h5", "r+") as handle:  # as 0.1 wrote it
         handle.attrs["model"] = "samples.models:mlp"
         del handle.attrs["mode"]

@@ -7,11 +7,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from engine.io.info import describe
 from engine.io.store import read_directions, read_surface
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
+from tests.conftest import plain_torch_mse
 
 
 def known(x: float, y: float) -> float:
@@ -63,21 +63,6 @@ def test_li_one_dimensional_file(tmp_path: Path) -> None:
     assert surface.y is None and surface.values["train_loss"].tolist() == [1, 2, 3, 4, 5, 6]
 
 
-def mse_at(case: dict[str, str], dx: dict, dy: dict, a: float, b: float) -> float:
-    """Ground truth: the regression case's MLP with theta0 + a dx + b dy loaded, its MSE in plain torch."""
-    import tests.reference_models as zoo
-
-    state = torch.load(case["checkpoint"])
-    moved = {name: value + a * dx[name].to(value.dtype) + b * dy[name].to(value.dtype) if name in dx else value
-             for name, value in state.items()}
-    model = zoo.mlp()
-    model.load_state_dict(moved)
-    model.eval()
-    data = np.load(case["data"])
-    with torch.no_grad():
-        return torch.nn.functional.mse_loss(model(torch.from_numpy(data["x"])), torch.from_numpy(data["y"])).item()
-
-
 def test_our_files_read_the_way_li_plotting_code_reads_theirs(tmp_path, regression_case) -> None:
     """Their plot code: X, Y = meshgrid(x, y); Z = f['train_loss'][:] plotted at (X, Y).
 
@@ -94,6 +79,6 @@ def test_our_files_read_the_way_li_plotting_code_reads_theirs(tmp_path, regressi
         Z = np.array(f["train_loss"][:])
     assert X.shape == Y.shape == Z.shape == (3, 5)
     dx, dy = read_directions(out)
-    truth = np.array([[mse_at(regression_case, dx, dy, X[j, i], Y[j, i]) for i in range(5)] for j in range(3)])
+    truth = np.array([[plain_torch_mse(regression_case, (dx, dy), (X[j, i], Y[j, i])) for i in range(5)] for j in range(3)])
     assert len(np.unique(np.round(truth, 6))) == truth.size  # no two points alike: a transposition would show
     np.testing.assert_allclose(Z, truth, rtol=1e-5)

@@ -8,42 +8,20 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-import torch
 
 from engine.errors import LandscapeError
 from engine.numerics.grid import iter_coarse_to_fine
 from engine.io.store import read_surface
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
-from tests.conftest import MODELS, ROOT, run_cli_env
-
-
-def slow_case(tmp_path: Path) -> dict[str, str]:
-    """Enough work per point (4000 samples) that a run can be killed halfway."""
-    import tests.reference_models as zoo
-
-    torch.manual_seed(0)
-    torch.save(zoo.mlp(d=8, width=64).state_dict(), tmp_path / "m.pt")
-    x = np.random.default_rng(0).standard_normal((4000, 8)).astype(np.float32)
-    np.savez(tmp_path / "d.npz", x=x, y=np.cos(x[:, :1]))
-    return {"checkpoint": str(tmp_path / "m.pt"), "model": f"{MODELS}:mlp", "model_kwargs": {"d": 8, "width": 64},
-            "data": str(tmp_path / "d.npz")}
+from tests.conftest import ROOT, done_count, run_cli_env, slow_case
 
 
 def cli_args(case: dict, out: Path) -> list[str]:
     return [sys.executable, "-m", "engine", "surface", case["checkpoint"], "--model", case["model"],
             "--model-kwargs", '{"d": 8, "width": 64}', "--data", case["data"], "--x=-1:1:21", "--y=-1:1:21",
             "--strategy", "inplace", "--flush-seconds", "0.02", "--device", "cpu", "--out", str(out)]
-
-
-def done_count(path: Path) -> int:
-    try:
-        with h5py.File(path, "r", locking=False) as handle:
-            return int(handle["done"][()].sum())
-    except (OSError, KeyError):
-        return 0
 
 
 def test_sigkilled_run_leaves_a_readable_file_and_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from engine.io.store import (
     read_directions, read_log, read_surface, read_tensor_group, settings_of, tensor_digest, tensor_group_digests,
     writer_of,
 )
-from tests.conftest import ROOT, run_cli_env
+from tests.conftest import ROOT, damaged_landscape_files, run_cli_env, writer_lock_held_elsewhere
 
 
 def tensors(seed: int) -> dict[str, torch.Tensor]:
@@ -104,21 +104,7 @@ def test_create_is_atomic_and_refuses_what_the_disk_cannot_hold(tmp_path: Path) 
 
 
 def test_damaged_landscape_files_give_one_line_errors(tmp_path: Path) -> None:
-    def landscape_file(name: str, build) -> Path:
-        path = tmp_path / name
-        with h5py.File(path, "w") as handle:
-            handle.attrs.update({"format": "landscape", "format_version": 1, "kind": "surface"})
-            build(handle)
-        return path
-
-    no_done = landscape_file("no_done.h5", lambda h: (h.create_dataset("xcoordinates", data=np.arange(3.0)),
-                                                      h.create_dataset("train_loss", data=np.ones(3))))
-    group = landscape_file("group.h5", lambda h: (h.create_dataset("xcoordinates", data=np.arange(3.0)),
-                                                  h.create_group("train_loss")))
-    text = landscape_file("text.h5", lambda h: (h.create_dataset("xcoordinates", data=np.array([b"a", b"b"])),
-                                                h.create_dataset("train_loss", data=np.ones(2))))
-    for path, what in ((no_done, "it has no done"), (group, "train_loss is a group, not an array"),
-                       (text, "xcoordinates holds |S1 values, not numbers")):
+    for what, path in damaged_landscape_files(tmp_path).items():
         with pytest.raises(LandscapeError) as info:
             read_surface(path)
         assert str(info.value) == f"{path} is damaged: {what}"
@@ -143,17 +129,9 @@ def test_a_second_writer_is_refused_with_the_holder_named_and_readers_are_not(tm
 
 def test_a_sigkilled_writer_leaves_no_lock_behind(tmp_path: Path) -> None:
     path = tmp_path / "s.h5"
-    code = ("import sys, time; from engine.io.store import WriterLock\n"
-            "lock = WriterLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, env=run_cli_env(),
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        assert f"process {holder.pid}" in (writer_of(path) or "")
-    finally:
-        holder.kill()
-        holder.wait()
-    assert writer_of(path) is None
+    with writer_lock_held_elsewhere(path) as pid:
+        assert f"process {pid}" in (writer_of(path) or "")
+    assert writer_of(path) is None  # the holder was SIGKILLed: its lock went with it
     WriterLock(path).acquire().release()
 
 

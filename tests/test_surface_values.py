@@ -16,7 +16,7 @@ from engine.io.models import build_model
 from engine.numerics.problem import Problem
 from engine.io.store import read_directions, read_surface
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
-from tests.conftest import MODELS
+from tests.conftest import MODELS, plain_torch_mse
 
 
 def run_job(**kwargs) -> SurfaceJob:
@@ -72,23 +72,6 @@ def test_one_dimensional_slice_has_shape_nx_and_matches_closed_form(tmp_path: Pa
     np.testing.assert_allclose(surface.values["train_loss"], expected, rtol=1e-10)
 
 
-def _plain_torch_mse(case: dict[str, str], directions, a: float = 0.0, b: float = 0.0) -> float:
-    """MSE of the regression case's MLP at theta0 + a dx + b dy, with plain torch (no engine code)."""
-    import tests.reference_models as zoo
-
-    state = torch.load(case["checkpoint"])
-    moved = dict(state)
-    for coefficient, direction in zip((a, b), directions):
-        for name, tensor in direction.items():
-            moved[name] = moved[name] + coefficient * tensor.to(moved[name].dtype)
-    model = zoo.mlp()
-    model.load_state_dict(moved)
-    model.eval()
-    data = np.load(case["data"])
-    with torch.no_grad():
-        return torch.nn.functional.mse_loss(model(torch.from_numpy(data["x"])), torch.from_numpy(data["y"])).item()
-
-
 def test_single_point_axis_is_its_minimum(tmp_path: Path, regression_case) -> None:
     """``MIN:MAX:1`` is the one value MIN (not MAX, not the middle), and the values are computed there."""
     origin = tmp_path / "o.h5"
@@ -96,7 +79,7 @@ def test_single_point_axis_is_its_minimum(tmp_path: Path, regression_case) -> No
     surface = read_surface(origin)
     assert surface.x.tolist() == [0.0] and surface.y.tolist() == [0.0] and surface.done.all()
     # The grid's one point is the checkpoint itself: its own loss, with its weights loaded as saved.
-    assert surface.values["train_loss"][0, 0] == pytest.approx(_plain_torch_mse(regression_case, []), rel=1e-5)
+    assert surface.values["train_loss"][0, 0] == pytest.approx(plain_torch_mse(regression_case), rel=1e-5)
 
     out = tmp_path / "p.h5"
     run_job(**regression_case, x="0.5:2:1", y="-1:1:3", out=str(out))
@@ -104,7 +87,7 @@ def test_single_point_axis_is_its_minimum(tmp_path: Path, regression_case) -> No
     assert surface.x.tolist() == [0.5] and surface.values["train_loss"].shape == (3, 1)
     directions = read_directions(out)
     for j, b in enumerate(surface.y):
-        truth = _plain_torch_mse(regression_case, directions, 0.5, b)
+        truth = plain_torch_mse(regression_case, directions, (0.5, b))
         assert surface.values["train_loss"][j, 0] == pytest.approx(truth, rel=1e-5)
 
 

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication
 from engine.display.levels import display_values
 from engine.io.store import read_surface
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
-from tests.conftest import ROOT, run_cli_env
+from tests.conftest import ROOT, run_cli_env, run_until, writer_lock_held_elsewhere
 from tests.gui.conftest import affine
 
 
@@ -248,29 +248,15 @@ def test_close_surface_stops_only_its_own_job_and_the_queue_goes_on(window, regr
 
 
 def test_a_partial_file_another_process_is_writing_is_shown_not_resumed(window, regression_case, tmp_path, qtbot):
-    import subprocess
-    import sys
-
     out = tmp_path / "partial.h5"
-    job = SurfaceJob(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
-                                    data=regression_case["data"], x="-1:1:9", y="-1:1:9", out=str(out),
-                                    flush_seconds=1e-6))
-    for step in job.run():
-        if step.done >= 10:
-            job.cancel()
-    code = ("import sys, time; from engine.io.store import WriterLock\n"
-            "lock = WriterLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(600)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, env=run_cli_env(),
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    run_until(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                             data=regression_case["data"], x="-1:1:9", y="-1:1:9", out=str(out),
+                             flush_seconds=1e-6), 10)
+    with writer_lock_held_elsewhere(out) as pid:
         landscape = window.open_grid(out)
         assert landscape is not None and not landscape.complete
         assert not window.runner.busy and not window.runner.queue
-        assert f"process {holder.pid}" in window.statusBar().currentMessage()
-    finally:
-        holder.kill()
-        holder.wait()
+        assert f"process {pid}" in window.statusBar().currentMessage()
     with qtbot.waitSignal(window.runner.finished, timeout=60000):
         window.resume_current()  # free now: resuming works
     assert read_surface(out).done.all()
