@@ -25,9 +25,8 @@ from engine.io.checkpoints import Checkpoint, load_checkpoint
 from engine.io.data import DataSet, load_data
 from engine.io.models import build_model, load_weights
 from engine.io.references import absolute_reference
-from engine.numerics.problem import Problem, resolve_device
+from engine.numerics.problem import MODES, Problem, resolve_device
 
-MODES = ("eval", "train")
 DATA_FILE_SUFFIXES = (".npz", ".pt", ".pth", ".h5", ".hdf5")
 
 
