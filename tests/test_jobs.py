@@ -252,7 +252,7 @@ print(job.summary().done, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 
     assert result.returncode == 0, result.stderr
     done, peak_mib = (int(v) for v in result.stdout.split())
     assert done >= 3
-    assert peak_mib < 4000, f"peak memory {peak_mib} MiB for a file of 1.7 GB"
+    assert peak_mib < 2000, f"peak memory {peak_mib} MiB for a file of 1.7 GB (1.2 GB measured: the 0.8 GB axis is the floor)"
 
 
 def test_sigterm_of_a_json_run_still_prints_its_summary(tmp_path) -> None:

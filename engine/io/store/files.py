@@ -243,8 +243,12 @@ def create_file(path: str | Path, layout: Layout) -> Path:
             handle.attrs.create(key, np.array(str(root.get(key, "")).encode(), dtype=f"S{width}"))
         for name, data in layout.arrays.items():
             if isinstance(data, ArraySpec):
-                # Contiguous, allocated and filled now: later writes touch only raw data.
-                handle.create_dataset(name, data=np.full(data.shape, data.fill, dtype=data.dtype))
+                # Contiguous, allocated and filled by HDF5 now (no array of that size in memory):
+                # later writes touch only raw data.
+                early = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+                early.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+                handle.create_dataset(name, shape=data.shape, dtype=data.dtype, fillvalue=data.fill, dcpl=early,
+                                      fill_time="alloc")
             else:
                 handle.create_dataset(name, data=data)
         for group, members in layout.tensors.items():
