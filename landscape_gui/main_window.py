@@ -29,7 +29,7 @@ from engine.jobs.surface import SurfaceRequest, line_request
 from landscape_gui.jobs import JobRunner, Started
 from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
 from landscape_gui.settings import AppSettings
-from landscape_gui.state import AppState, Landscape, default_slice, value_label
+from landscape_gui.state import RESULT_STATES, AppState, Landscape, default_slice, value_label
 from landscape_gui.views.colors import colormap
 from landscape_gui.views.compare import CompareView
 from landscape_gui.views.heatmap import HeatmapView
@@ -366,7 +366,7 @@ class MainWindow(QMainWindow):
 
     def _job_started(self, started: Started) -> None:
         out = started.path
-        landscape = Landscape.from_surface(started.result)
+        landscape = RESULT_STATES[started.kind](started.result)
         landscape = self.state.add(landscape, make_current=not landscape.is_line)  # a line joins the 1D view
         landscape.computing = True
         self.settings.add_recent(out)

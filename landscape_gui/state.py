@@ -114,6 +114,11 @@ class Landscape:
         self.replace_surface(read_surface(self.surface.path))
 
 
+# What the window shows for each kind of job result: the state object a job's file opens as.
+# A new kind (paths, spectra) adds its own, with an ``apply(progress)`` of its own.
+RESULT_STATES: dict[str, Callable[[Any], Landscape]] = {"surface": Landscape.from_surface}
+
+
 def _pending_as_nan(surface: Surface) -> Surface:
     """Values of points not computed are NaN, so views can use the arrays as they are."""
     for array in surface.values.values():

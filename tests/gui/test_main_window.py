@@ -453,6 +453,33 @@ def test_closing_the_window_mid_job_keeps_every_computed_point(qtbot, regression
     assert np.isnan(saved.values["train_loss"][~saved.done]).all()
 
 
+def test_closing_the_window_while_a_job_loads_its_data_stops_the_loading(qtbot, regression_case, tmp_path):
+    """Cancel reaches a job's set-up: a slow load that checks for it ends at once, nothing is written."""
+    from PySide6.QtCore import QSettings
+
+    from landscape_gui.main_window import MainWindow
+    from landscape_gui.settings import AppSettings
+
+    marker = tmp_path / "loading"
+    slow = tmp_path / "slow_data.py"
+    slow.write_text(
+        "import pathlib, time\nimport numpy as np\nfrom engine.cancel import raise_if_cancelled\n"
+        f"def load():\n    pathlib.Path({str(marker)!r}).write_text('started')\n"
+        "    for _ in range(6000):  # a minute of 'reading', checking for cancel as real loading does\n"
+        "        raise_if_cancelled()\n        time.sleep(0.01)\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('finished')\n"
+        f"    d = np.load({regression_case['data']!r})\n    return d['x'], d['y']\n")
+    win = MainWindow(settings=AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)))
+    qtbot.addWidget(win)
+    out = tmp_path / "never.h5"
+    win.submit(SurfaceRequest(checkpoint=regression_case["checkpoint"], model=regression_case["model"],
+                              data=f"{slow}:load", x="-1:1:5", out=str(out)))
+    qtbot.waitUntil(lambda: marker.exists(), timeout=30000)
+    win.close()  # cancels the job during its set-up and waits for its thread
+    assert marker.read_text() == "started"  # the loading stopped instead of running to its end
+    assert not out.exists() and not win.errors
+
+
 def test_plain_state_dict_asks_for_the_model_then_computes(window, regression_case, tmp_path, qtbot, monkeypatch):
     """Open Checkpoint on a file that does not say its architecture: the model dialog comes first."""
     from landscape_gui.dialogs.compute_dialog import ComputeDialog
