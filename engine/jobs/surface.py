@@ -420,7 +420,7 @@ class SurfaceJob(Job):
     def _summary(self) -> SurfaceSummary:
         state = self._ready()
         return SurfaceSummary(
-            kind=self.kind, path=Path(self.request.out), shape=state.shape, done=int(state.done.sum()),
+            kind=self.kind, path=Path(self.request.out).resolve(), shape=state.shape, done=int(state.done.sum()),
             total=int(state.done.size), computed=self.computed, resumed_from=state.resumed_from,
             seconds=self.seconds, cancelled=not state.done.all(),
             metrics=value_ranges(self.request.out, state.datasets),
