@@ -16,6 +16,21 @@ MODELS = str(ROOT / "tests" / "reference_models.py")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+# Source of peak_bytes() for child processes that measure their own memory. Not ru_maxrss: on
+# Linux a child started with vfork+exec (Python's subprocess) inherits its parent's peak there,
+# so inside a large pytest process it reports the parent's memory and a test could not fail.
+PEAK_MEMORY_SOURCE = """
+def peak_bytes():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+"""
+needs_proc_status = pytest.mark.skipif(not Path("/proc/self/status").exists(),
+                                       reason="reads the process's own peak memory from /proc/self/status (Linux)")
+
+
 def plain_torch_mse(case: dict[str, str], directions=(), coefficients=()) -> float:
     """Ground truth without engine code: the regression case's MLP at theta0 + sum_k c_k d_k, its MSE in plain torch."""
     import tests.reference_models as zoo

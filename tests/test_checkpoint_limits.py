@@ -35,22 +35,18 @@ from engine.io.checkpoints import (
 )
 from engine.io.models import build_model
 from tests import zoo
-from tests.conftest import ROOT, run_cli_env
+from tests.conftest import PEAK_MEMORY_SOURCE, ROOT, run_cli_env
 
 SMALL = 75_000  # floats in the real tensor: a 0.3 MB record
 DECLARED = 75_000_000  # floats the hostile pickles declare: 300 MB
 EXTRA_LIMIT = 150_000_000  # bytes a refusal may add to the peak, far below what is declared
 CHUNK = 1_000_000  # bytes of zeros written at a time
 
-PEAK_SCRIPT = """
-import json, resource, sys
+PEAK_SCRIPT = PEAK_MEMORY_SOURCE + """
+import json, sys
 from engine.errors import LandscapeError
 from engine.io.checkpoints import load_checkpoint
 from engine.io.models import build_model
-
-def peak_bytes():
-    # ru_maxrss counts bytes on macOS and KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 warm, cases = sys.argv[1], json.loads(sys.argv[2])
 build_model(load_checkpoint(warm))  # first calls fill caches that are not the hostile files' doing
@@ -135,7 +131,8 @@ def hostile(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def measured(hostile) -> dict[str, dict]:
     """Each hostile file loaded (and its model built) in one fresh interpreter."""
-    pytest.importorskip("resource")
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads the process's own peak memory from /proc/self/status (Linux)")
     cases = {name: str(hostile[name]) for name in ("declares", "bomb", "legacy", "torchscript", "wide")}
     result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(hostile["warm"]), json.dumps(cases)],
                             cwd=ROOT, env=run_cli_env(), capture_output=True, text=True, timeout=300, check=False)

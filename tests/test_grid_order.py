@@ -11,7 +11,7 @@ import pytest
 
 import engine.numerics.grid as grid
 from engine.numerics.grid import iter_coarse_to_fine, refinement_levels
-from tests.conftest import ROOT, run_cli_env
+from tests.conftest import PEAK_MEMORY_SOURCE, ROOT, needs_proc_status, run_cli_env
 
 
 # -- the original implementation, kept here as the reference ---------------------------------
@@ -123,14 +123,13 @@ def test_empty_grids_and_bad_arguments() -> None:
         refinement_levels(-1)
 
 
+@needs_proc_status
 def test_first_chunk_of_a_hundred_million_point_axis_needs_little_memory() -> None:
     """The eager order grew to ~12 GB for --x=-1:1:100000000 before the first point."""
-    code = (
-        "import resource, sys\n"
+    code = PEAK_MEMORY_SOURCE + (
         "from engine.numerics.grid import iter_coarse_to_fine\n"
         "first = next(iter_coarse_to_fine(10**8))\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "peak *= 1 if sys.platform == 'darwin' else 1024\n"
+        "peak = peak_bytes()\n"
         "print(peak, first.dtype, first.size, *first[:5].tolist(), len(set(first.tolist())), first.min(), first.max())\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=run_cli_env(), capture_output=True,
