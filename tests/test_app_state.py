@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_cli_env
-
-
-def test_state_and_engine_import_without_qt():
-    code = ("import sys, landscape_gui.state, landscape_gui.first_run, engine.cli, engine.display.levels, engine.display.contours; "
-            "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=run_cli_env(), capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == "[]"
 
 
 def _surface(tmp_path, name: str, dims: int = 2):

@@ -1,4 +1,5 @@
-"""The layers: the engine stands alone (no samples, no Qt), and names it wrote into files keep resolving."""
+"""The layers: the engine and the app's state need no Qt, the engine needs no samples, and names it
+wrote into files keep resolving."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 from engine.io.checkpoints import save_checkpoint
 from engine.io.store import read_surface
-from tests.conftest import run_cli_env, run_until
+from tests.conftest import ROOT, run_cli_env, run_until
 
 # Make `import samples` fail in the child, as on an installation without the samples.
 WITHOUT_SAMPLES = "import sys; sys.modules['samples'] = None\n"
@@ -21,6 +22,14 @@ WITHOUT_SAMPLES = "import sys; sys.modules['samples'] = None\n"
 def run_without_samples(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", WITHOUT_SAMPLES + code], cwd=tmp_path, env=run_cli_env(),
                           capture_output=True, text=True, timeout=300)
+
+
+def test_state_and_engine_import_without_qt():
+    code = ("import sys, landscape_gui.state, landscape_gui.first_run, engine.cli, engine.display.levels, engine.display.contours; "
+            "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=run_cli_env(), capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_the_engine_imports_and_its_cli_runs_with_the_samples_unimportable(tmp_path: Path) -> None:
