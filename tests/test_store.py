@@ -127,6 +127,19 @@ def test_a_second_writer_is_refused_with_the_holder_named_and_readers_are_not(tm
     WriterLock(path).acquire().release()  # free again after release
 
 
+def test_info_names_the_process_writing_a_file(tmp_path: Path, regression_case, capsys) -> None:
+    from engine.cli import main
+
+    out = tmp_path / "s.h5"
+    assert main(["surface", regression_case["checkpoint"], "--model", regression_case["model"], "--data",
+                 regression_case["data"], "--x=-1:1:3", "--out", str(out)]) == 0
+    with writer_lock_held_elsewhere(out) as pid:
+        assert main(["info", str(out)]) == 0
+        assert f"being written by process {pid}" in capsys.readouterr().out
+    assert main(["info", str(out)]) == 0
+    assert "being written" not in capsys.readouterr().out
+
+
 def test_a_sigkilled_writer_leaves_no_lock_behind(tmp_path: Path) -> None:
     path = tmp_path / "s.h5"
     with writer_lock_held_elsewhere(path) as pid:

@@ -7,12 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.io.store import read_surface
+from engine.io.store import read_surface, writer_of
 
 PROVENANCE_KEYS = (
     "created", "engine_version", "checkpoint", "checkpoint_sha256", "checkpoint_metadata", "model", "model_kwargs", "n_params",
-    "data", "data_sha256", "data_samples", "loss", "norm", "ignore", "seed", "directions",
-    "directions_source", "device", "dtype", "evaluation_strategy", "explained_variance_ratio",
+    "data", "data_sha256", "data_samples", "loss", "mode", "batch_size", "memory_budget", "norm", "ignore", "seed",
+    "directions", "directions_source", "directions_source_sha256", "line", "device", "dtype", "evaluation_strategy",
+    "explained_variance_ratio",
 )
 
 
@@ -46,6 +47,9 @@ def describe(path: str | Path) -> dict[str, Any]:
     if surface.trajectory is not None:
         summary["trajectory_points"] = len(surface.trajectory["x"])
     summary["provenance"] = {k: surface.attrs[k] for k in PROVENANCE_KEYS if k in surface.attrs}
+    writer = writer_of(path)
+    if writer is not None:
+        summary["being_written_by"] = writer
     return summary
 
 
@@ -58,7 +62,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     source = "Landscape" if summary["format"] == "landscape" else "Li et al. loss-landscape"
     lines = [
         f"{summary['file']}: {summary['dimensions']}D {summary['kind']} ({source} format), {shape} points, {axes}",
-        f"  done: {summary['done']}/{summary['total']} ({100 * summary['done_fraction']:.1f}%)",
+        f"  done: {summary['done']}/{summary['total']} ({100 * summary['done_fraction']:.1f}%)"
+        + (f", being written by {summary['being_written_by']}" if "being_written_by" in summary else ""),
     ]
     for name, r in summary["values"].items():
         span = "no finite values" if r["min"] is None else f"{r['min']:.6g} .. {r['max']:.6g}"
