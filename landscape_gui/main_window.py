@@ -448,7 +448,7 @@ class MainWindow(QMainWindow):
             return
         (x0, y0), (x1, y1) = self.state.view.slice
         label = f"{current.name}: ({x0:.2f}, {y0:.2f})→({x1:.2f}, {y1:.2f})"
-        self.state.pin(curve_from_profile(f"pin:{label}", label, profile))
+        self.state.pin(curve_from_profile(f"pin:{label}", label, profile, owner=current.path))
 
     # -- hover -------------------------------------------------------------------------------
     def show_hover(self, x: float, y: float) -> None:

@@ -91,6 +91,12 @@ class Landscape:
         """A slice line computed in another surface's plane (shown in the 1D view, not as a map)."""
         return "line" in self.surface.attrs
 
+    @property
+    def line_of(self) -> Path | None:
+        """For a slice line: the file of the 2D surface whose plane it was computed in."""
+        source = self.surface.attrs.get("directions_source") if self.is_line else None
+        return Path(source) if source else None
+
     def apply(self, progress: SurfaceProgress) -> None:
         """Fold a running job's progress step in: its points (flat indices j * nx + i) and values."""
         self.add_values(progress.indices, dict(progress.values))
@@ -146,12 +152,19 @@ def display_name(surface: Surface) -> str:
 
 @dataclass
 class Curve:
-    """A pinned 1D curve shown in the profile view (a profile, a computed line, a 1D surface)."""
+    """A pinned 1D curve shown in the profile view (a profile pinned from a surface's slice line).
+
+    ``owner`` is the file of the surface it came from: it is shown with that surface only.
+    """
 
     key: str
     label: str
     x: np.ndarray
     values: dict[str, np.ndarray]
+    owner: Path | None = None
+
+    def belongs_to(self, landscape: "Landscape | None") -> bool:
+        return self.owner is None or (landscape is not None and self.owner.resolve() == landscape.path.resolve())
 
 
 class ViewState:
@@ -262,6 +275,10 @@ class AppState:
     def set_compared(self, landscapes: list[Landscape]) -> None:
         self.compared = [l for l in landscapes if l in self.landscapes and l.surface.dimensions == 2]
         self.compared_changed.emit()
+
+    def shown_curves(self) -> list[Curve]:
+        """Pinned curves of the current surface (and curves that belong to none)."""
+        return [c for c in self.curves if c.belongs_to(self.current)]
 
     def pin(self, curve: Curve) -> None:
         self.curves = [c for c in self.curves if c.key != curve.key] + [curve]

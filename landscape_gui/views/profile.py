@@ -142,5 +142,5 @@ class ProfileView(pg.GraphicsLayoutWidget):
         self._draw(LIVE_KEY, f"{current.name}: slice", profile.distance, profile.values, PALETTE[0], width=2.5)
 
 
-def curve_from_profile(key: str, label: str, profile) -> Curve:
-    return Curve(key=key, label=label, x=profile.distance, values=dict(profile.values))
+def curve_from_profile(key: str, label: str, profile, owner=None) -> Curve:
+    return Curve(key=key, label=label, x=profile.distance, values=dict(profile.values), owner=owner)
