@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = make_app()
     window = build_window(args.files, args.settings)
-    if not args.files and not args.no_sample:
+    if not args.files and not window.restore_session() and not args.no_sample:
         from landscape_gui.first_launch import start_sample
 
         start_sample(window)

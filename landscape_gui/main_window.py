@@ -26,6 +26,7 @@ from engine.io.store import writer_of
 from engine.jobs.base import COMPUTING, Progress
 from engine.jobs.registry import resume_request
 from engine.jobs.surface import SurfaceRequest, line_request
+from landscape_gui.help import about_dialog, shortcuts_dialog, tour_dialog
 from landscape_gui.jobs import JobRunner, Started
 from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
 from landscape_gui.settings import AppSettings
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self.display_panel = DisplayPanel(self.state)
         self.info_panel = InfoPanel(self.state)
         self.info_panel.resume_requested.connect(self.resume_current)
+        self.docks: list[QDockWidget] = []
         for title, widget, name in (("Landscapes", self.landscape_list, "landscapes"),
                                     ("Display", self.display_panel, "display"),
                                     ("Info", self.info_panel, "info")):
@@ -85,6 +87,7 @@ class MainWindow(QMainWindow):
             dock.setObjectName(f"dock_{name}")
             dock.setWidget(widget)
             self.addDockWidget(Qt.LeftDockWidgetArea, dock)
+            self.docks.append(dock)
 
         self.hover_label = QLabel("")
         self.progress_bar = QProgressBar()
@@ -109,6 +112,7 @@ class MainWindow(QMainWindow):
         self.runner.failed.connect(self._job_failed)
         self.runner.idle.connect(self._jobs_idle)
         self._stale: set[Landscape] = set()  # landscapes with values not drawn yet
+        self._pending_status: tuple[int, int, str] | None = None  # progress to show at the next tick
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(REDRAW_MS)
@@ -171,17 +175,42 @@ class MainWindow(QMainWindow):
         self._action(view, "&Explore", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._action(view, "&Compare", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         self._action(view, "&Reset Slice Line", self.reset_slice)
-        for menu in (file_menu, compute, samples, view):
+        view.addSeparator()
+        panels = view.addMenu("&Panels")
+        for dock in self.docks:
+            panels.addAction(dock.toggleViewAction())  # a closed panel comes back from here
+        view.addSeparator()
+        self.restore_action = QAction("Reopen Files at Start", self, checkable=True)
+        self.restore_action.setChecked(self.settings.restore_session_enabled())
+        self.restore_action.setStatusTip("Open the files that were open when Landscape last closed")
+        self.restore_action.toggled.connect(self.settings.set_restore_session)
+        view.addAction(self.restore_action)
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Tour", lambda: self._show_help(tour_dialog(self)), QKeySequence.HelpContents,
+                     "The README: what Landscape computes and how to use it")
+        self._action(help_menu, "&Keyboard Shortcuts", lambda: self._show_help(shortcuts_dialog(self.menuBar(), self)))
+        self._action(help_menu, "&About Landscape", lambda: self._show_help(about_dialog(self)),
+                     tip="Versions of Landscape, Python, torch, Qt and pyqtgraph")
+        for menu in (file_menu, compute, samples, view, help_menu):
             menu.setToolTipsVisible(True)
 
+    def _show_help(self, dialog) -> None:
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        self.help_dialog = dialog  # the one shown last (tests read it)
+        dialog.show()
+
     def _fill_recent(self) -> None:
+        """Recent files, newest first; a file that is gone is shown greyed out."""
         self.recent_menu.clear()
         files = self.settings.recent_files()
         if not files:
             self.recent_menu.addAction("(none)").setEnabled(False)
             return
         for path in files:
-            action = self.recent_menu.addAction(path)
+            present = Path(path).exists()
+            action = self.recent_menu.addAction(path if present else f"{path} (missing)")
+            action.setEnabled(present)
             action.triggered.connect(lambda _c=False, p=path: self.open_paths([p]))
         self.recent_menu.addSeparator()
         self.recent_menu.addAction("Clear", self.settings.clear_recent)
@@ -230,6 +259,7 @@ class MainWindow(QMainWindow):
             return running
         landscape = self._guard(Landscape.open, path)
         if landscape is None:
+            self.settings.remove_recent(path)  # what cannot be opened is not offered again
             return None
         landscape = self.state.add(landscape, make_current=not landscape.is_line)
         self.settings.add_recent(path)
@@ -348,9 +378,9 @@ class MainWindow(QMainWindow):
         self._show_progress(True)
 
     def task_progressed(self, value: int, maximum: int, note: str = "") -> None:
-        self.progress_bar.setRange(0, maximum)
-        self.progress_bar.setValue(value)
-        self.eta_label.setText(note)
+        """Show a task's progress at the next redraw tick (see :meth:`_job_progressed` for why)."""
+        self._pending_status = (value, maximum, note)
+        self._schedule_redraw()
 
     def end_task(self, message: str = "") -> None:
         self.task = None
@@ -379,32 +409,45 @@ class MainWindow(QMainWindow):
         self._show_progress(True)
 
     def _job_progressed(self, request, progress: Progress) -> None:
-        """Fold new results in at once; redraw at most every REDRAW_MS (a redraw costs tens of ms,
-        and a job can report far more often: redrawing each step would starve the job's thread)."""
+        """Fold new results in at once; show them (views and status bar) at most every REDRAW_MS.
+
+        Any repaint, even of the status bar, recomposes the whole window, which with the 3D
+        view's OpenGL (software rendering on most servers) costs tens of milliseconds of CPU
+        that the job's thread then lacks: a job reports far more often than that.
+        """
         landscape = self.state.find(progress.path)
         if landscape is not None:
             landscape.apply(progress)
             self._stale.add(landscape)
-            if not self._redraw_timer.isActive():
-                self._redraw_timer.start()
-        self.progress_bar.setValue(progress.done)
         if progress.phase != COMPUTING:
             status = f"{progress.phase}…"
         else:
             status = f"{progress.done}/{progress.total}" + ("" if progress.eta is None else
                                                             f"  ETA {format_seconds(progress.eta)}")
-        self.eta_label.setText(f"{getattr(self, '_job_name', '')}: {status}")
+        self._pending_status = (progress.done, progress.total, f"{getattr(self, '_job_name', '')}: {status}")
+        self._schedule_redraw()
+
+    def _schedule_redraw(self) -> None:
+        if not self._redraw_timer.isActive():
+            self._redraw_timer.start()
 
     def redraw_stale(self) -> None:
-        """Tell the views about values that arrived since the last redraw."""
+        """Show what arrived since the last tick: new values in the views, progress in the status bar."""
         stale, self._stale = [l for l in self._stale if l in self.state.landscapes], set()
         for landscape in stale:
             self.state.updated.emit(landscape)
+        if self._pending_status is not None:
+            value, maximum, note = self._pending_status
+            self._pending_status = None
+            self.progress_bar.setRange(0, maximum)
+            self.progress_bar.setValue(value)
+            self.eta_label.setText(note)
 
     def _job_ended(self, request, reread: bool = False) -> Landscape | None:
         """Whatever the ending: stop pending redraws and show the landscape as it now is."""
         self._redraw_timer.stop()
         self._stale.clear()
+        self._pending_status = None
         landscape = self.state.find(request.out) if request is not None else None
         if landscape is not None:
             landscape.computing = False
@@ -595,8 +638,38 @@ class MainWindow(QMainWindow):
                 pass
         self.settings.set_window(self.saveGeometry(), self.saveState())
         self.settings.set_display(self.state.view.as_dict())
+        self.settings.set_session(self.session())
         self.settings.sync()
         super().closeEvent(event)
+
+    # -- the session: reopen what was open ----------------------------------------------------------------
+    def session(self) -> dict:
+        """What is open now, to reopen at the next start: files in order, the current one, tab, slice line."""
+        current = self.state.current
+        return {
+            "files": [str(l.path.resolve()) for l in self.state.landscapes],
+            "current": str(current.path.resolve()) if current is not None else None,
+            "tab": self.tabs.currentIndex(),
+            "slice": self.state.view.slice,
+        }
+
+    def restore_session(self) -> bool:
+        """Reopen the files of the last session (those still on disk); False if there was nothing to reopen."""
+        if not self.settings.restore_session_enabled():
+            return False
+        session = self.settings.session()
+        files = [f for f in session.get("files") or [] if Path(f).is_file()]
+        if not files:
+            return False
+        for path in files:
+            self.open_grid(path)
+        current = self.state.find(session["current"]) if session.get("current") else None
+        if current is not None:
+            self.state.set_current(current)
+            if session.get("slice") and current.surface.dimensions == 2:
+                self.state.view.slice = session["slice"]
+        self.tabs.setCurrentIndex(int(session.get("tab") or 0))
+        return True
 
     def _restore_window(self) -> None:
         geometry, state = self.settings.window()

@@ -6,6 +6,7 @@ ini file and so every key lives in one place.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,18 @@ class AppSettings:
     def clear_recent(self) -> None:
         self.q.setValue("recent/files", [])
 
+    def remove_recent(self, path: str | Path) -> None:
+        path = str(Path(path).resolve())
+        self.q.setValue("recent/files", [f for f in self.recent_files() if f != path])
+
     # -- folders ----------------------------------------------------------------------------
     def last_folder(self, kind: str) -> str:
-        return str(self.q.value(f"folders/{kind}", str(Path.home())))
+        """Where the last file of this kind was; else the folder of the most recent file; else home."""
+        folder = self.q.value(f"folders/{kind}")
+        if folder and Path(str(folder)).is_dir():
+            return str(folder)
+        recent = [Path(f).parent for f in self.recent_files() if Path(f).parent.is_dir()]
+        return str(recent[0]) if recent else str(Path.home())
 
     def set_last_folder(self, kind: str, path: str | Path) -> None:
         path = Path(path)
@@ -64,6 +74,24 @@ class AppSettings:
         for key in ("colormap", "scale", "clip_percentile", "contours"):
             if key in values:
                 self.q.setValue(f"display/{key}", values[key])
+
+    # -- the session: what was open when the app last closed ---------------------------------
+    def restore_session_enabled(self) -> bool:
+        return str(self.q.value("session/restore", "true")).lower() in ("true", "1")
+
+    def set_restore_session(self, enabled: bool) -> None:
+        self.q.setValue("session/restore", "true" if enabled else "false")
+
+    def session(self) -> dict[str, Any]:
+        """``files`` (open at close, in order), ``current``, ``tab`` and ``slice`` of the current surface."""
+        try:
+            value = json.loads(str(self.q.value("session/last", "{}")))
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def set_session(self, session: dict[str, Any]) -> None:
+        self.q.setValue("session/last", json.dumps(session))
 
     # -- window layout -------------------------------------------------------------------
     def window(self) -> tuple[QByteArray | None, QByteArray | None]:
