@@ -99,13 +99,11 @@ class Summary:
 
 
 class RateMeter:
-    """Seconds left from the rate of recent work, not from start-up or calibration."""
+    """Seconds left from the rate of recent work: a job makes one when its first tile is computed,
+    so set-up and strategy calibration never count."""
 
     def __init__(self) -> None:
         self._samples: deque[tuple[float, int]] = deque()
-
-    def restart(self) -> None:
-        self._samples.clear()
 
     def eta(self, now: float, computed: int, remaining: int) -> float | None:
         self._samples.append((now, computed))

@@ -133,3 +133,22 @@ def test_the_window_fits_a_small_screen(qtbot, tmp_path, size) -> None:
     qtbot.waitExposed(window)
     assert window.width() <= size[0] and window.height() <= size[1]
     assert window.minimumSizeHint().width() <= size[0] and window.minimumSizeHint().height() <= size[1]
+
+
+def test_the_status_bar_names_the_calibration_phase_and_shows_no_eta_before_it_means_something(window, tmp_path):
+    from engine.jobs.base import CALIBRATING, COMPUTING
+    from engine.jobs.surface import SurfaceProgress
+
+    path = surface_file(tmp_path, "s.h5")
+    window.open_grid(path)
+    window._job_name = "s.h5"
+    step = dict(kind="surface", path=path, done=13, total=10201, computed=13, elapsed=0.1)
+    window._job_progressed(None, SurfaceProgress(phase=CALIBRATING, eta=None, **step))
+    window.redraw_stale()
+    assert window.eta_label.text() == "s.h5: calibrating…" and window.progress_bar.value() == 13
+    window._job_progressed(None, SurfaceProgress(phase=COMPUTING, eta=None, **step))
+    window.redraw_stale()
+    assert window.eta_label.text() == "s.h5: 13/10201"  # no ETA until the rate means something
+    window._job_progressed(None, SurfaceProgress(phase=COMPUTING, eta=95.0, **step))
+    window.redraw_stale()
+    assert window.eta_label.text() == "s.h5: 13/10201  ETA 1 min 35 s"
