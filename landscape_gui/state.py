@@ -1,7 +1,7 @@
 """The app's state as plain Python objects (no Qt), which views are given and tests drive.
 
 ``AppState`` holds the open landscapes and the current one; ``ViewState`` holds how
-they are shown (metric, scale, clip, colormap, contours, the slice line). Both emit
+they are shown (metric, scale, colour limits, colormap, contours, the slice line). Both emit
 events; views subscribe and write back only through these objects, so a test can
 set ``view.slice = ...`` and check what every view shows.
 """
@@ -9,13 +9,15 @@ set ``view.slice = ...`` and check what every view shows.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from engine.display.levels import SCALES, DisplayGrid
+from engine.display.levels import LIMIT_MODES, SCALES, ColorLimits, DisplayGrid
+from engine.display.profile import nearest_node
 from engine.io.store import Surface, read_surface
 from engine.jobs.surface import SurfaceProgress
 
@@ -137,6 +139,22 @@ def value_label(metric: str, scale: str) -> str:
     return f"log10 {metric}" if scale == "log" else metric
 
 
+def point_readout(landscape: Landscape, x: float, y: float, named: bool = True) -> str:
+    """``[name: ]x .., y .., metric value, ...`` at the grid point nearest (x, y); '' outside the grid."""
+    surface = landscape.surface
+    node = nearest_node(surface.x, surface.y, x, y)
+    if node is None:
+        return ""
+    i, j = node
+    parts = [f"x {surface.x[i]:.4g}, y {surface.y[j]:.4g}"]
+    if not surface.done[j, i]:
+        parts.append("not computed yet")
+    else:
+        parts += [f"{metric} {values[j, i]:.6g}" + ("%" if metric.endswith("acc") else "")
+                  for metric, values in surface.values.items()]
+    return (f"{landscape.name}: " if named else "") + ",  ".join(parts)
+
+
 def display_name(surface: Surface) -> str:
     """A short label: the file name, plus the trainer's width and seed when recorded."""
     label = surface.path.stem
@@ -168,17 +186,29 @@ class Curve:
 
 
 class ViewState:
-    """How landscapes are shown; every setter emits ``changed(name)`` if the value changed."""
+    """How landscapes are shown; every setter emits ``changed(name)`` if the value changed.
+
+    Color limits are plain values (JSON and QSettings friendly): ``color_limits`` is the
+    mode ("auto", "percentiles" or "values"), ``percentile_low``/``percentile_high`` its
+    percentiles, ``value_min``/``value_max`` its typed values in the metric's own units
+    (None: that end automatic). :meth:`limits` turns them into what the engine takes.
+    """
 
     DEFAULTS: dict[str, Any] = {
         "metric": "train_loss",
         "scale": "log",
-        "clip_percentile": 100.0,
+        "color_limits": "auto",
+        "percentile_low": 1.0,
+        "percentile_high": 99.0,
+        "value_min": None,
+        "value_max": None,
         "colormap": "viridis",
         "contours": 10,
         "slice": None,  # (start, end) in the plane's coordinates
         "show_trajectory": True,
     }
+    # A change of any of these changes the color levels (views redraw, settings persist them).
+    LIMIT_KEYS = ("color_limits", "percentile_low", "percentile_high", "value_min", "value_max")
 
     def __init__(self) -> None:
         self.changed = Event()
@@ -193,23 +223,46 @@ class ViewState:
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ViewState.DEFAULTS:
             self.set(name, value)
-        else:
+        elif name in ("changed", "_values"):
             super().__setattr__(name, value)
+        else:  # a typo (or a setting this version no longer has) must not pass silently
+            raise AttributeError(f"ViewState has no setting '{name}'")
 
     def set(self, name: str, value: Any) -> None:
         if name not in self._values:
             raise AttributeError(name)
-        if name == "scale" and value not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}")
-        if name == "slice" and value is not None:
-            (x0, y0), (x1, y1) = value
-            value = ((float(x0), float(y0)), (float(x1), float(y1)))
-        if name == "clip_percentile":
-            value = float(min(100.0, max(50.0, value)))
+        value = self._checked(name, value)
         if self._values[name] == value:
             return
         self._values[name] = value
         self.changed.emit(name)
+
+    @staticmethod
+    def _checked(name: str, value: Any) -> Any:
+        """``value`` as stored for ``name``; ValueError for one that has no meaning there."""
+        if name == "scale" and value not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}")
+        if name == "color_limits" and value not in LIMIT_MODES:
+            raise ValueError(f"color_limits must be one of {LIMIT_MODES}")
+        if name == "slice" and value is not None:
+            (x0, y0), (x1, y1) = value
+            return (float(x0), float(y0)), (float(x1), float(y1))
+        if name in ("percentile_low", "percentile_high"):
+            return float(min(100.0, max(0.0, float(value))))
+        if name in ("value_min", "value_max") and value is not None:
+            if not math.isfinite(float(value)):
+                raise ValueError(f"{name} must be a finite number (or None for automatic)")
+            return float(value)
+        return value
+
+    def limits(self) -> ColorLimits:
+        """The color limits as engine.display.levels takes them."""
+        mode = self.color_limits
+        if mode == "percentiles":
+            return ColorLimits(mode, self.percentile_low, self.percentile_high)
+        if mode == "values":
+            return ColorLimits(mode, self.value_min, self.value_max)
+        return ColorLimits()
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)

@@ -28,9 +28,12 @@ def test_view_state_emits_only_real_changes_and_validates(tmp_path):
     view.changed.connect(seen.append)
     view.colormap = "magma"
     view.colormap = "magma"
-    view.clip_percentile = 120  # clamped to 100: no change from the default
+    view.percentile_high = 120  # clamped to 100: a change from the default 99 ...
+    view.percentile_high = 100  # ... and then none
+    with pytest.raises(AttributeError, match="no setting 'clip_percentile'"):
+        view.clip_percentile = 95  # a setting 0.1 had: refused, not silently ignored
     view.slice = ((0, 0), (1, 1))
-    assert seen == ["colormap", "slice"] and view.slice == ((0.0, 0.0), (1.0, 1.0))
+    assert seen == ["colormap", "percentile_high", "slice"] and view.slice == ((0.0, 0.0), (1.0, 1.0))
     with pytest.raises(ValueError):
         view.scale = "sqrt"
     with pytest.raises(AttributeError):

@@ -1,14 +1,16 @@
-"""The numerics behind the views (engine.display.profile, engine.display.contours, engine.display.levels) against closed forms."""
+"""The numerics behind the views (engine.display.profile, engine.display.contours, engine.display.levels) against closed forms.
+
+The coarse preview and the color limits have their own file, tests/test_display_preview.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.display.contours import contour_lines, contour_segments
+from engine.display.contours import contour_lines, contour_paths
 from engine.display.levels import (
-    COMPUTED, NONFINITE, PENDING, DisplayGrid, color_levels, contour_field, contour_levels, display_values,
-    shared_levels, status_codes,
+    COMPUTED, NONFINITE, PENDING, DisplayGrid, color_levels, contour_levels, display_values, shared_levels,
+    status_codes,
 )
 from engine.display.profile import line_profile, nearest_node
 
@@ -65,27 +67,53 @@ def test_contours_of_a_paraboloid_lie_on_circles():
     x = np.linspace(-1, 1, 81)
     y = np.linspace(-1.2, 1.2, 97)
     grid = x[None, :] ** 2 + y[:, None] ** 2
-    for level in (0.1, 0.5, 0.9):
-        segments = contour_segments(x, y, grid, level)
-        radius = np.hypot(segments[:, 0], segments[:, 1])
+    levels = (0.1, 0.5, 0.9)
+    for level, lines in zip(levels, contour_paths(x, y, grid, np.array(levels))):
+        assert len(lines) == 1  # one joined, closed line per circle, not loose segments
+        line = lines[0]
+        np.testing.assert_array_equal(line[0], line[-1])
         # Linear interpolation of r^2 along a cell edge: error below h^2 / (8 r) with h = 0.025.
-        np.testing.assert_allclose(radius, np.sqrt(level), atol=1e-3)
-        assert len(segments) % 2 == 0
+        np.testing.assert_allclose(np.hypot(line[:, 0], line[:, 1]), np.sqrt(level), atol=1e-3)
         # The closed curve is traced all round: its polygon length approaches 2 pi r.
-        pieces = segments.reshape(-1, 2, 2)
-        length = np.linalg.norm(pieces[:, 1] - pieces[:, 0], axis=1).sum()
+        length = np.linalg.norm(np.diff(line, axis=0), axis=1).sum()
         assert length == pytest.approx(2 * np.pi * np.sqrt(level), rel=2e-3)
 
 
-def test_contours_skip_cells_touching_nan_and_saddles_give_two_segments():
+def test_contours_of_an_affine_function_are_its_exact_level_lines(plane):
+    x, y, grid = plane  # 2 + 3x - 5y
+    for level, lines in zip((1.0, 4.5), contour_paths(x, y, grid, np.array([1.0, 4.5]))):
+        points = np.concatenate(lines)
+        np.testing.assert_allclose(2.0 + 3.0 * points[:, 0] - 5.0 * points[:, 1], level, atol=1e-9)
+        assert len(lines) == 1  # one straight line from edge to edge of the grid
+        for end in lines[0][[0, -1]]:
+            assert np.isclose(end[0], [-1.0, 2.0]).any() or np.isclose(end[1], [-0.5, 0.5]).any()
+
+
+def test_contours_skip_cells_touching_nan_and_saddles_give_two_lines():
     x = np.array([0.0, 1.0])
     y = np.array([0.0, 1.0])
     saddle = np.array([[1.0, -1.0], [-1.0, 1.0]])
-    assert contour_segments(x, y, saddle, 0.0).shape == (4, 2)
-    assert contour_segments(x, y, np.array([[1.0, np.nan], [-1.0, 1.0]]), 0.0).shape == (0, 2)
-    stacked = contour_lines(np.linspace(0, 1, 11), np.linspace(0, 1, 11), np.random.default_rng(1).random((11, 11)),
-                            contour_levels(0.0, 1.0, 3))
-    assert stacked.ndim == 2 and stacked.shape[1] == 2
+    assert [len(line) for line in contour_paths(x, y, saddle, np.array([0.1]))[0]] == [2, 2]
+    assert contour_paths(x, y, np.array([[1.0, np.nan], [-1.0, 1.0]]), np.array([0.0])) == [[]]
+    xs = np.linspace(-1, 1, 41)
+    bowl = xs[None, :] ** 2 + xs[:, None] ** 2
+    holed = bowl.copy()
+    holed[18:23, 30:35] = np.nan  # pending points where the circle r = 0.6 passes
+    points = np.concatenate(contour_paths(xs, xs, holed, np.array([0.36]))[0])
+    near_hole = (points[:, 0] > xs[29]) & (points[:, 0] < xs[35]) & (points[:, 1] > xs[17]) & (points[:, 1] < xs[23])
+    assert not near_hole.any() and len(contour_paths(xs, xs, holed, np.array([0.36]))[0]) == 1  # opened, not closed
+
+
+def test_contour_lines_stack_every_line_with_a_break_after_each():
+    x = np.linspace(0, 1, 11)
+    grid = np.random.default_rng(1).random((11, 11))
+    levels = contour_levels(0.0, 1.0, 3)
+    paths = contour_paths(x, x, grid, levels)
+    stacked = contour_lines(x, x, grid, levels)
+    n_lines = sum(len(lines) for lines in paths)
+    assert stacked.shape == (sum(len(line) for lines in paths for line in lines) + n_lines, 2)
+    assert np.isnan(stacked[:, 0]).sum() == n_lines and np.isnan(stacked[-1]).all()
+    assert contour_lines(x, x, grid, np.zeros(0)).shape == (0, 2)
 
 
 def test_display_values_mask_pending_nonfinite_and_nonpositive_on_log():
@@ -100,17 +128,13 @@ def test_display_values_mask_pending_nonfinite_and_nonpositive_on_log():
     assert codes.tolist() == [[COMPUTED, PENDING], [NONFINITE, COMPUTED]]
 
 
-def test_color_levels_clip_the_top_and_survive_empty_and_flat_grids():
-    data = np.arange(101, dtype=np.float32)
-    assert color_levels(data) == (0.0, 100.0)
-    assert color_levels(data, clip_percentile=90) == (0.0, pytest.approx(90.0))
+def test_color_levels_auto_span_the_values_and_survive_empty_and_flat_grids():
+    data = np.arange(101, dtype=np.float32) - 50
+    assert color_levels(data) == (-50.0, 50.0)  # linear: min..max, nothing clipped at either end
     assert color_levels(np.full(4, np.nan, dtype=np.float32)) == (0.0, 1.0)
     low, high = color_levels(np.full(4, 3.0, dtype=np.float32))
     assert low == 3.0 and high > low
-    levels = contour_levels(0.0, 1.0, 4)
-    np.testing.assert_allclose(levels, [0.2, 0.4, 0.6, 0.8])
-    filled = contour_field(np.array([[np.nan, 5.0]], dtype=np.float32), high=4.0)
-    assert filled[0, 0] > 4.0 and filled[0, 1] == 4.0
+    np.testing.assert_allclose(contour_levels(0.0, 1.0, 4), [0.2, 0.4, 0.6, 0.8])
 
 
 def test_display_grid_caches_per_scale_and_shared_levels_span_all_surfaces():
@@ -119,17 +143,3 @@ def test_display_grid_caches_per_scale_and_shared_levels_span_all_surfaces():
     assert a.image("log") is a.image("log")  # switching back costs nothing
     low, high = shared_levels([a, b], "log")
     assert (low, high) == (pytest.approx(1.0), pytest.approx(3.0))
-
-
-def test_coarse_preview_fills_pending_points_from_the_nearest_computed_one():
-    from engine.display.levels import coarse_preview
-
-    image = np.full((5, 5), np.nan, dtype=np.float32)
-    done = np.zeros((5, 5), bool)
-    for j, i, value in ((0, 0, 1.0), (0, 4, 2.0), (4, 0, 3.0), (4, 4, 4.0)):  # the coarsest level: corners
-        image[j, i], done[j, i] = value, True
-    preview = coarse_preview(image, done)
-    assert preview[1, 1] == 1.0 and preview[1, 3] == 2.0 and preview[3, 1] == 3.0 and preview[3, 3] == 4.0
-    assert np.isnan(image[1, 1])  # the display data itself is untouched
-    full = np.ones((2, 2), dtype=np.float32)
-    assert coarse_preview(full, np.ones((2, 2), bool)) is full

@@ -1,22 +1,55 @@
 """What a view draws from a surface: display values, color levels, contour levels, point status.
 
 Pure numpy, so the GUI holds no numerics: it asks for a :class:`DisplayGrid` once
-per surface (and again only when new points arrive), then switches scale, clip and
-colormap by picking cached arrays and levels, never by recomputing the data.
+per surface (and again only when new points arrive), then switches scale, color
+limits and colormap by picking cached arrays and levels, never by recomputing the data.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.numerics.grid import refinement_levels
+
 SCALES = ("linear", "log")
-# On a log scale the few points at an interpolating minimum (loss 1e-15 where its neighbours
-# have 1e-3) would take most of the colormap; the low end starts at this percentile instead.
-LOG_FLOOR_PERCENTILE = 0.5
+LIMIT_MODES = ("auto", "percentiles", "values")
+# Automatic limits on a log scale: the few lowest points of an interpolating minimum (loss 1e-15
+# where its neighbours have 1e-3) would take most of the colormap. The lowest point, or at most
+# this share of the points, is left below the colormap, and only when a gap wider than
+# LOG_OUTLIER_GAP of the range separates them from the rest: a smooth basin keeps its minimum.
+LOG_OUTLIER_SHARE = 0.005
+LOG_OUTLIER_GAP = 0.25
+AUTO_LIMITS_TEXT = (
+    "Automatic: from the lowest to the highest computed value. On a log scale, the lowest point, or a few "
+    f"(at most {100 * LOG_OUTLIER_SHARE:g}% of them), lying more than {LOG_OUTLIER_GAP:.0%} of the range "
+    "below all the others, are left below the colormap, so that a single interpolating minimum does not take it."
+)
 # Status codes drawn under the colored image: computed points are colored by value.
 COMPUTED, PENDING, NONFINITE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ColorLimits:
+    """How the color range is chosen: ``mode`` is one of LIMIT_MODES.
+
+    "percentiles": ``low`` and ``high`` are percentiles (0..100) of the computed values.
+    "values": ``low`` and ``high`` are values in the metric's own units (not log10), and
+    None leaves that end automatic (as does a value <= 0 on a log scale).
+    """
+
+    mode: str = "auto"
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in LIMIT_MODES:
+            raise ValueError(f"unknown color limits '{self.mode}'; choose one of {', '.join(LIMIT_MODES)}")
+
+
+AUTO = ColorLimits()
 
 
 def display_values(values: np.ndarray, done: np.ndarray, scale: str) -> np.ndarray:
@@ -32,21 +65,100 @@ def display_values(values: np.ndarray, done: np.ndarray, scale: str) -> np.ndarr
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def coarse_preview(image: np.ndarray, done: np.ndarray) -> np.ndarray:
-    """Pending points filled with the nearest computed point's value, so a grid computed coarse
-    to fine looks like a low-resolution picture that sharpens, not like scattered dots.
+def to_display_units(value: float | None, scale: str) -> float | None:
+    """A value in the metric's units as the colormap sees it (log10 on a log scale); None if it has no place there."""
+    if value is None or not math.isfinite(value):
+        return None
+    if scale == "log":
+        return math.log10(value) if value > 0 else None
+    return float(value)
 
-    Only for drawing under the "pending" veil: the file, profiles and hover keep NaN there.
+
+def to_metric_units(level: float, scale: str) -> float:
+    """A display-unit level back in the metric's units (what a user reads and types)."""
+    return 10.0**level if scale == "log" else level
+
+
+# -- the coarse preview of a partial grid ------------------------------------------------------
+def coarse_preview(image: np.ndarray, done: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
+    """A low-resolution picture of a grid computed coarse to fine, for drawing under the "pending" veil.
+
+    Points are computed by repeated bisection of each axis (engine.numerics.grid), so the
+    computed points are a complete coarse lattice plus part of the next one. Pending pixels
+    are interpolated bilinearly in the finest lattice cell whose four corners are computed
+    (the complete lattice everywhere, finer cells where they are complete); computed points
+    keep their own value. A point's value therefore reaches at most the lattice cells around
+    it, blended with its neighbours, and the preview never leaves the range of the computed
+    values. Corners that are computed but non-finite are left out of the blend.
+
+    ``levels``, the color range, clamps the values blended into pending pixels: a point
+    left outside the colormap (an interpolating minimum twelve decades down) then tints its
+    neighbours like the end of the colormap it is drawn with, not like its own extreme.
+
+    The file, profiles and hover keep NaN at pending points; only the map draws this.
     """
     done = np.asarray(done, dtype=bool)
     if done.all() or not done.any():
         return image
-    from scipy.ndimage import distance_transform_edt
+    z = image.reshape(1, -1) if image.ndim == 1 else image
+    mask = done.reshape(z.shape)
+    blended = z if levels is None else np.clip(z, *levels)
+    lx, ly = refinement_levels(z.shape[1]), refinement_levels(z.shape[0])
+    point_level = np.maximum(ly[:, None], lx[None, :])
+    complete = int(point_level[~mask].min()) - 1  # every point up to this level is computed
+    out = _lattice_blend(blended, mask, lx, ly, max(complete, 0), complete_cells_only=False)
+    for level in range(max(complete, 0) + 1, int(point_level[mask].max()) + 1):
+        finer = _lattice_blend(blended, mask, lx, ly, level, complete_cells_only=True)
+        out = np.where(np.isnan(finer), out, finer)
+    out = np.where(mask, z, out)
+    return np.ascontiguousarray(out.reshape(image.shape), dtype=np.float32)
 
-    rows, cols = distance_transform_edt(~done, return_distances=False, return_indices=True)
-    return np.ascontiguousarray(image[rows, cols])
+
+def _lattice_blend(z: np.ndarray, done: np.ndarray, lx: np.ndarray, ly: np.ndarray, level: int,
+                   complete_cells_only: bool) -> np.ndarray:
+    """Bilinear interpolation of the lattice of ``level`` onto every pixel, over its computed finite corners.
+
+    With ``complete_cells_only`` pixels of cells with a pending corner are NaN; otherwise
+    they blend whatever corners are computed, and pixels with none take the mean of the
+    lattice's computed values (the first moments of a job, before its four corners are in).
+    """
+    cx, cy = np.flatnonzero(lx <= level), np.flatnonzero(ly <= level)
+    ki, ti = _cells(cx, z.shape[1])
+    kj, tj = _cells(cy, z.shape[0])
+    corners = z[np.ix_(cy, cx)].astype(np.float64)
+    corner_done = done[np.ix_(cy, cx)]
+    usable = corner_done & np.isfinite(corners)
+    values = np.where(usable, corners, 0.0)
+    total = np.zeros(z.shape)
+    weight = np.zeros(z.shape)
+    cell_done = np.ones(z.shape, dtype=bool)
+    for dj, wj in ((0, 1.0 - tj), (1, tj)):
+        rows = np.minimum(kj + dj, len(cy) - 1)
+        for di, wi in ((0, 1.0 - ti), (1, ti)):
+            cols = np.minimum(ki + di, len(cx) - 1)
+            w = wj[:, None] * wi[None, :]
+            total += w * values[np.ix_(rows, cols)]
+            weight += w * usable[np.ix_(rows, cols)]
+            cell_done &= corner_done[np.ix_(rows, cols)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(weight > 0, total / weight, np.nan)
+    if complete_cells_only:
+        return np.where(cell_done, out, np.nan)
+    if usable.any():
+        out = np.where(weight > 0, out, corners[usable].mean())
+    return out
 
 
+def _cells(lattice: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each index 0..n-1: its lattice cell (index of the cell's lower node) and its position t in [0, 1]."""
+    pixels = np.arange(n)
+    k = np.clip(np.searchsorted(lattice, pixels, side="right") - 1, 0, max(len(lattice) - 2, 0))
+    lo, hi = lattice[k], lattice[np.minimum(k + 1, len(lattice) - 1)]
+    t = np.where(hi > lo, (pixels - lo) / np.maximum(hi - lo, 1), 0.0)
+    return k, t
+
+
+# -- status, color and contour levels ----------------------------------------------------------
 def status_codes(values: np.ndarray, done: np.ndarray) -> np.ndarray:
     """uint8 per point: COMPUTED, PENDING (not computed yet) or NONFINITE (computed, NaN/inf)."""
     done = np.asarray(done, dtype=bool)
@@ -56,21 +168,60 @@ def status_codes(values: np.ndarray, done: np.ndarray) -> np.ndarray:
     return codes
 
 
-def color_levels(display: np.ndarray, clip_percentile: float = 100.0, floor_percentile: float = 0.0) -> tuple[float, float]:
-    """(low, high) for the colormap: the floor_percentile-th and clip_percentile-th percentiles of finite values.
+def veil_codes(status: np.ndarray) -> np.ndarray:
+    """The status codes a map draws: PENDING also over computed points next to a pending one.
 
-    Loss surfaces span orders of magnitude away from the minimum; clipping the top
-    (say at the 95th percentile) spends the colormap on the basin. With no finite
-    value yet the levels are (0, 1); a flat surface gets a unit-wide range.
+    While a grid fills in coarse to fine, its computed points are scattered through pending
+    ones; unveiled one by one they would speckle the preview. Veiled with their pending
+    neighbours, the partly computed region reads as one preview, and the veil lifts where
+    the picture is complete. NONFINITE points keep their own code.
     """
-    finite = display[np.isfinite(display)]
+    pending = status == PENDING
+    near = pending.copy()
+    for axis in range(status.ndim):
+        head = [slice(None)] * status.ndim
+        tail = [slice(None)] * status.ndim
+        head[axis], tail[axis] = slice(1, None), slice(None, -1)
+        near[tuple(head)] |= pending[tuple(tail)]
+        near[tuple(tail)] |= pending[tuple(head)]
+    return np.where(near & (status == COMPUTED), PENDING, status).astype(np.uint8)
+
+
+def color_levels(display: np.ndarray, scale: str = "linear", limits: ColorLimits = AUTO) -> tuple[float, float]:
+    """(low, high) for the colormap in display units, from the finite values of ``display`` as ``limits`` says.
+
+    Automatic: see AUTO_LIMITS_TEXT. A typed end with no place on the scale (None, or
+    <= 0 on a log scale) stays automatic. With no finite value yet the levels are (0, 1);
+    an empty or flat range gets a small width above its low end.
+    """
+    finite = np.sort(display[np.isfinite(display)], axis=None)
     if finite.size == 0:
         return 0.0, 1.0
-    low = float(np.percentile(finite, floor_percentile)) if floor_percentile > 0 else float(finite.min())
-    high = float(np.percentile(finite, np.clip(clip_percentile, 0.0, 100.0))) if clip_percentile < 100 else float(finite.max())
+    low = _log_floor(finite) if scale == "log" else float(finite[0])
+    high = float(finite[-1])
+    if limits.mode == "percentiles":
+        bounds = np.clip([0.0 if limits.low is None else limits.low, 100.0 if limits.high is None else limits.high],
+                         0.0, 100.0)
+        low, high = (float(v) for v in np.percentile(finite, np.sort(bounds)))
+    elif limits.mode == "values":
+        typed_low, typed_high = to_display_units(limits.low, scale), to_display_units(limits.high, scale)
+        low = low if typed_low is None else typed_low
+        high = high if typed_high is None else typed_high
     if not high > low:
         high = low + (abs(low) * 1e-6 or 1.0)
     return low, high
+
+
+def _log_floor(ascending: np.ndarray) -> float:
+    """The low end of the automatic range on a log scale: the minimum, unless isolated outliers lie below."""
+    candidates = math.ceil(LOG_OUTLIER_SHARE * ascending.size)  # at least the lowest point
+    span = float(ascending[-1] - ascending[0])
+    gaps = np.diff(ascending[: candidates + 1])
+    if gaps.size == 0 or span <= 0:
+        return float(ascending[0])
+    widest = int(np.argmax(gaps))
+    floor = float(ascending[widest + 1])
+    return floor if gaps[widest] > LOG_OUTLIER_GAP * span and floor < ascending[-1] else float(ascending[0])
 
 
 def contour_levels(low: float, high: float, count: int) -> np.ndarray:
@@ -80,12 +231,6 @@ def contour_levels(low: float, high: float, count: int) -> np.ndarray:
     return np.linspace(low, high, count + 2)[1:-1]
 
 
-def contour_field(display: np.ndarray, high: float) -> np.ndarray:
-    """The display grid with holes (NaN) set just above ``high``, so contour tracing never meets NaN."""
-    filled = np.where(np.isfinite(display), np.minimum(display, high), high + abs(high) * 1e-3 + 1e-3)
-    return np.ascontiguousarray(filled, dtype=np.float32)
-
-
 @dataclass
 class DisplayGrid:
     """Cached display arrays of one value grid (say train_loss) for each scale."""
@@ -93,29 +238,39 @@ class DisplayGrid:
     values: np.ndarray
     done: np.ndarray
     status: np.ndarray = field(init=False)
+    veil: np.ndarray = field(init=False)  # what the map draws over the preview (veil_codes)
     _by_scale: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    _previews: dict[str, tuple[tuple[float, float] | None, np.ndarray]] = field(default_factory=dict, init=False,
+                                                                                 repr=False)
 
     def __post_init__(self) -> None:
         self.status = status_codes(self.values, self.done)
+        self.veil = veil_codes(self.status)
 
     def image(self, scale: str) -> np.ndarray:
         if scale not in self._by_scale:
             self._by_scale[scale] = display_values(self.values, self.done, scale)
         return self._by_scale[scale]
 
-    def preview(self, scale: str) -> np.ndarray:
-        """What the map draws: the image, with pending points showing their nearest computed value."""
+    def preview(self, scale: str, levels: tuple[float, float] | None = None) -> np.ndarray:
+        """What the map draws: the image, pending points interpolated from the computed lattice.
+
+        Give the color ``levels`` the preview is drawn with (see :func:`coarse_preview`);
+        the last preview is cached per scale and levels.
+        """
         key = f"preview:{scale}"
-        if key not in self._by_scale:
-            self._by_scale[key] = coarse_preview(self.image(scale), self.done)
-        return self._by_scale[key]
+        cached = self._previews.get(key)
+        if cached is None or cached[0] != levels:
+            self._previews[key] = (levels, coarse_preview(self.image(scale), self.done, levels))
+        return self._previews[key][1]
 
-    def levels(self, scale: str, clip_percentile: float = 100.0) -> tuple[float, float]:
-        return color_levels(self.image(scale), clip_percentile, LOG_FLOOR_PERCENTILE if scale == "log" else 0.0)
+    def levels(self, scale: str, limits: ColorLimits = AUTO) -> tuple[float, float]:
+        """Color levels from the computed points only (never from the preview's interpolated pixels)."""
+        return color_levels(self.image(scale), scale, limits)
 
 
-def shared_levels(grids: list[DisplayGrid], scale: str, clip_percentile: float = 100.0) -> tuple[float, float]:
+def shared_levels(grids: list[DisplayGrid], scale: str, limits: ColorLimits = AUTO) -> tuple[float, float]:
     """One color range for several surfaces (side-by-side comparison on one scale)."""
     finite = [g.image(scale)[np.isfinite(g.image(scale))] for g in grids]
     stacked = np.concatenate(finite) if finite else np.zeros(0, dtype=np.float32)
-    return color_levels(stacked, clip_percentile, LOG_FLOOR_PERCENTILE if scale == "log" else 0.0)
+    return color_levels(stacked, scale, limits)

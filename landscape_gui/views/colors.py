@@ -12,7 +12,7 @@ COLORMAPS = ("viridis", "plasma", "inferno", "magma", "cividis", "turbo", "CET-L
 STATUS_LUT = np.array(
     [
         [0, 0, 0, 0],  # COMPUTED: the value image covers it
-        [235, 235, 235, 110],  # PENDING: a veil over the coarse preview of points not computed yet
+        [235, 235, 235, 110],  # PENDING: a veil over the preview where points are not computed yet
         [200, 30, 120, 255],  # NONFINITE: NaN or inf loss, masked in magenta
     ],
     dtype=np.uint8,

@@ -2,19 +2,22 @@
 the training trajectory, point status, and a slice line whose ends can be dragged.
 
 Follows pyqtgraph's performance advice: float32 C-contiguous images, explicit
-levels, lookup tables from the colormap; a colormap, scale or clip change only
+levels, lookup tables from the colormap; a colormap, scale or color-limit change only
 swaps cached arrays and levels (engine.display.levels caches them), never recomputes.
+When there is no picture to draw (nothing open, a 1D surface, a job before its first
+points) a centred notice says why, with a progress bar while something is on its way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from engine.display.contours import contour_lines
-from engine.display.levels import contour_field, contour_levels
-from landscape_gui.state import AppState, Landscape, value_label
+from engine.display.levels import contour_levels
+from landscape_gui.state import AppState, Landscape, ViewState, value_label
 from landscape_gui.views.colors import STATUS_LUT, colormap
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
@@ -27,8 +30,75 @@ def grid_rect(x: np.ndarray, y: np.ndarray) -> QRectF:
     return QRectF(x[0] - dx / 2, y[0] - dy / 2, dx * len(x), dy * len(y))
 
 
+def plain_axes(plot: pg.PlotItem) -> None:
+    """Plane coordinates are unitless: ticks read -0.5..0.5, never -500..500 with an SI multiplier."""
+    for side in ("left", "bottom", "right", "top"):
+        plot.getAxis(side).enableAutoSIPrefix(False)
+
+
+NO_SURFACE = "No surface open: File ▸ Open Grid… or File ▸ Open Checkpoint…"
+ONE_D_SURFACE = "1D surface: see the profile below"
+NOTICE_MARGIN = 24  # pixels kept between the notice and the view's edges
+
+
+class Notice(QFrame):
+    """A centred message over a view, with a progress bar as wide as the text when work is under way."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setObjectName("notice")
+        self.setStyleSheet("#notice { background: rgba(255, 255, 255, 235); border: 1px solid #c8c8c8;"
+                           " border-radius: 6px; } QLabel { color: #3c3c3c; }")
+        self.label = QLabel()
+        self.label.setAlignment(Qt.AlignCenter)
+        self.label.setWordWrap(True)
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(False)
+        self.bar.setMaximumHeight(10)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 12, 16, 12)
+        layout.addWidget(self.label)
+        layout.addWidget(self.bar)
+        self.setAttribute(Qt.WA_TransparentForMouseEvents)
+        self.hide()
+        parent.installEventFilter(self)  # stay centred when the view is resized
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt naming
+        if event.type() == QEvent.Resize and self.isVisible():
+            self.place()
+        return False
+
+    def text(self) -> str:
+        return self.label.text() if self.isVisibleTo(self.parentWidget()) else ""
+
+    def show_message(self, text: str, progress: tuple[int | None, int | None] | None = None) -> None:
+        """Show ``text``; ``progress`` (value, maximum) adds a bar, busy when the maximum is unknown."""
+        self.label.setText(text)
+        self.bar.setVisible(progress is not None)
+        if progress is not None:
+            value, maximum = progress
+            self.bar.setRange(0, maximum or 0)
+            self.bar.setValue(value or 0)
+        self.place()
+        self.show()
+        self.raise_()
+
+    def place(self) -> None:
+        """Size to the text (wrapped within the view) and centre in the parent."""
+        parent = self.parentWidget()
+        room = max(parent.width() - 2 * NOTICE_MARGIN, 120)
+        margins = self.layout().contentsMargins()
+        text_width = self.label.fontMetrics().horizontalAdvance(self.label.text()) + 4
+        self.label.setFixedWidth(min(text_width, room - margins.left() - margins.right()))
+        self.adjustSize()
+        self.move((parent.width() - self.width()) // 2, (parent.height() - self.height()) // 2)
+
+
 class HeatmapView(pg.GraphicsLayoutWidget):
-    """Shows ``state.current`` (when 2D) as ``state.view`` says; emits ``hovered(x, y)`` in plane coordinates."""
+    """Shows ``state.current`` (when 2D) as ``state.view`` says; emits ``hovered(x, y)`` in plane coordinates.
+
+    ``set_status(text, value, maximum)`` says what is on its way while there is no picture yet.
+    """
 
     hovered = Signal(float, float)
 
@@ -38,9 +108,13 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         self.setBackground("w")
         self.plot: pg.PlotItem = self.addPlot(row=0, col=0)
         self.plot.setAspectLocked(False)
+        policy = self.plot.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # hidden while there is no picture, laid out all the same
+        self.plot.setSizePolicy(policy)
         self.plot.showGrid(x=False, y=False)
         self.plot.setLabel("bottom", "α (direction x)")
         self.plot.setLabel("left", "β (direction y)")
+        plain_axes(self.plot)
         self.status_image = pg.ImageItem(axisOrder="row-major")
         self.status_image.setLookupTable(STATUS_LUT)
         self.status_image.setLevels((0, len(STATUS_LUT) - 1))
@@ -49,7 +123,7 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         self.plot.addItem(self.image)
         self.plot.addItem(self.status_image)
         self.status_image.setZValue(1)  # a veil over pending points, magenta over NaN/inf
-        self.contours = pg.PlotDataItem(pen=pg.mkPen((255, 255, 255, 150), width=1), connect="pairs")
+        self.contours = pg.PlotDataItem(pen=pg.mkPen((255, 255, 255, 150), width=1), connect="finite")
         self.contours.setZValue(5)
         self.plot.addItem(self.contours)
         self.trajectory = pg.PlotDataItem(pen=pg.mkPen((255, 90, 60), width=2), symbol="o", symbolSize=6,
@@ -63,12 +137,16 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(state.view.colormap), interactive=False,
                                         width=15)
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        self.colorbar.axis.enableAutoSIPrefix(False)
+        policy = self.colorbar.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # hidden until the first point has a color: no jump when it shows
+        self.colorbar.setSizePolicy(policy)
         self.roi = pg.LineSegmentROI([(0, 0), (1, 0)], pen=pg.mkPen((255, 255, 255), width=3),
                                      hoverPen=pg.mkPen((255, 220, 0), width=4))
         self.roi.setZValue(10)
         self.plot.addItem(self.roi)
-        self.message = pg.TextItem("", color=(60, 60, 60), anchor=(0.5, 0.5))
-        self.plot.addItem(self.message)
+        self.notice = Notice(self)
+        self._status: tuple[str, int | None, int | None] | None = None
         self._syncing_roi = False
         self._shown: Landscape | None = None
         self.roi.sigRegionChanged.connect(self._roi_moved)
@@ -91,40 +169,56 @@ class HeatmapView(pg.GraphicsLayoutWidget):
             self.colorbar.setColorMap(cmap)  # sets the image's lookup table too; no data touched
         elif name == "show_trajectory":
             self._draw_trajectory()
-        else:
+        elif name in ("metric", "scale", "contours", *ViewState.LIMIT_KEYS):
             self.refresh()
+
+    def set_status(self, text: str | None, value: int | None = None, maximum: int | None = None) -> None:
+        """Say what is on its way (training, computing) while the map has no picture; None clears it.
+
+        Shown in the middle of the map with a progress bar as wide as the text: ``value``
+        of ``maximum`` when given, a busy bar otherwise. Hidden while a picture is drawn
+        (a 2D surface with computed points) and shown again if the map empties.
+        """
+        self._status = None if text is None else (text, value, maximum)
+        self._update_notice()
+
+    def _update_notice(self) -> None:
+        landscape = self.state.current
+        has_picture = (landscape is not None and landscape.surface.dimensions == 2
+                       and bool(landscape.surface.done.any()))
+        if self._status is not None and not has_picture:
+            text, value, maximum = self._status
+            self.notice.show_message(text, (value, maximum))
+        elif landscape is None:
+            self.notice.show_message(NO_SURFACE)
+        elif landscape.surface.dimensions != 2:
+            self.notice.show_message(ONE_D_SURFACE)
+        else:
+            self.notice.hide()
 
     def refresh(self, new_surface: bool = False) -> None:
         """Redraw from the state: data, levels, contours, trajectory (the ROI when the surface changed)."""
         landscape = self.state.current
         view = self.state.view
+        self._update_notice()
         if landscape is None or landscape.surface.dimensions != 2:
-            self._shown = None
-            for item in (self.image, self.status_image):
-                item.clear()
-            self.contours.setData([], [])
-            self.trajectory.setData([], [])
-            self.roi.setVisible(False)
-            self.origin.setVisible(False)
-            self.message.setText("Open a 2D surface (File ▸ Open Grid…)" if landscape is None
-                                 else "This is a 1D surface: see the profile view")
-            self.message.setPos(0.5, 0.5)
-            self.plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            self._clear()
             return
-        self.message.setText("")
+        self.plot.setVisible(True)
         surface = landscape.surface
         grid = landscape.grid(view.metric)
-        low, high = grid.levels(view.scale, view.clip_percentile)
+        low, high = grid.levels(view.scale, view.limits())
         rect = grid_rect(surface.x, surface.y)
-        self.image.setImage(grid.preview(view.scale), levels=(low, high), autoLevels=False)
-        self.status_image.setImage(grid.status, levels=(0, len(STATUS_LUT) - 1), autoLevels=False)
+        preview = grid.preview(view.scale, (low, high))
+        self.image.setImage(preview, levels=(low, high), autoLevels=False)
+        self.status_image.setImage(grid.veil, levels=(0, len(STATUS_LUT) - 1), autoLevels=False)
         self.image.setRect(rect)
         self.status_image.setRect(rect)
         self.colorbar.setLevels((low, high))
         self.colorbar.axis.setLabel(value_label(landscape.shown_metric(view.metric), view.scale))
-        levels = contour_levels(low, high, view.contours)
-        lines = contour_lines(surface.x, surface.y, contour_field(grid.preview(view.scale), high), levels)
-        self.contours.setData(lines[:, 0], lines[:, 1], connect="pairs")
+        self.colorbar.setVisible(bool(surface.done.any()))  # no range to show before the first point
+        lines = contour_lines(surface.x, surface.y, preview, contour_levels(low, high, view.contours))
+        self.contours.setData(lines[:, 0], lines[:, 1], connect="finite")
         self.origin.setVisible(bool(surface.x[0] <= 0 <= surface.x[-1] and surface.y[0] <= 0 <= surface.y[-1]))
         self.roi.setVisible(True)
         if new_surface or self._shown is not landscape:
@@ -133,20 +227,34 @@ class HeatmapView(pg.GraphicsLayoutWidget):
             self.plot.setRange(rect=rect, padding=0)
             self._place_roi()
 
+    def _clear(self) -> None:
+        """No stale picture: image, veil, contours, color bar and axes all go (the notice says why)."""
+        self._shown = None
+        for item in (self.image, self.status_image):
+            item.clear()
+        self.contours.setData([], [])
+        self._draw_trajectory()
+        self.roi.setVisible(False)
+        self.origin.setVisible(False)
+        self.plot.setVisible(False)
+
     def _draw_trajectory(self) -> None:
         for label in self.trajectory_labels:
             self.plot.removeItem(label)
         self.trajectory_labels = []
         landscape = self.state.current
         surface = landscape.surface if landscape is not None else None
-        if surface is None or surface.trajectory is None or not self.state.view.show_trajectory:
+        if (surface is None or surface.dimensions != 2 or surface.trajectory is None
+                or not self.state.view.show_trajectory):
             self.trajectory.setData([], [])
             return
         tx, ty = surface.trajectory["x"], surface.trajectory["y"]
         self.trajectory.setData(tx, ty)
         names = surface.trajectory_names or [str(k) for k in range(len(tx))]
+        first_left = bool(tx[0] <= tx[-1])  # each end's name points away from the other end: no overlap
         for k in sorted({0, len(tx) - 1}):
-            label = pg.TextItem(names[k].removesuffix(".pt"), color=(255, 255, 255), anchor=(0, 1))
+            away = (k == 0) == first_left
+            label = pg.TextItem(names[k].removesuffix(".pt"), color=(255, 255, 255), anchor=(1 if away else 0, 1))
             label.setPos(float(tx[k]), float(ty[k]))
             label.setZValue(9)
             self.plot.addItem(label)
