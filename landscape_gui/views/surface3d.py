@@ -1,4 +1,5 @@
-"""The 3D view: a rotatable loss surface drawn with pyqtgraph.opengl, or a plain message without OpenGL.
+"""The 3D view: a rotatable loss surface with its slice line, drawn with pyqtgraph.opengl, or a plain
+message without OpenGL.
 
 OpenGL is not there everywhere: Qt's ``offscreen`` platform (tests, CI) has none, PyOpenGL may be
 missing, and a remote desktop may fail to create a context. :func:`opengl_status` finds out once per
@@ -8,7 +9,11 @@ label that says why there is none, so the rest of the app keeps working either w
 Geometry and colors are computed here with numpy (:func:`surface_arrays`, testable without GL) and
 handed to one reused ``GLSurfacePlotItem``: a job that refills a partial surface twice a second costs
 a few array operations and a buffer upload, never a rebuild. Lighting is baked into the vertex colors
-(pyqtgraph's own normals are computed in a Python loop, far too slow to redo on every update).
+(pyqtgraph's own normals are computed in a Python loop, far too slow to redo on every update). The
+slice line follows the very triangles drawn (:func:`slice_vertices`), so it lies on the surface.
+
+Given the app's state, the view follows it like the other views; the camera frames the box whenever
+the panel changes shape, until the user moves it (then "Reset view" frames it again).
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ import os
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QImage, QOffscreenSurface, QOpenGLContext
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+
+from engine.display.profile import surface_path
+from landscape_gui.state import AppState, Landscape, value_label
+from landscape_gui.views import colors
 
 # Qt platforms that never give a usable OpenGL context to a QOpenGLWidget.
 _NO_GL_PLATFORMS = {
@@ -40,6 +49,23 @@ _LIGHT = np.array([-0.4, -0.7, 1.0]) / np.linalg.norm([-0.4, -0.7, 1.0])  # from
 _AMBIENT = 0.35
 _LUT_SIZE = 256
 ELEVATION, AZIMUTH = 28.0, -62.0  # camera in front (at -y), a little to the right, looking down
+FIT_MARGIN = 1.08  # camera distance over the tightest fit of the box and its axis names
+LABEL_OUT = 1.1  # the x and y names sit this far out from the box's centre (in half-widths)
+SLICE_LIFT = 0.008 * BOX_HEIGHT  # the slice line floats this far above the surface, never inside it
+SLICE_COLOR = (1.0, 1.0, 1.0, 1.0)  # white, as on the 2D map
+SLICE_BEHIND_COLOR = (1.0, 1.0, 1.0, 0.3)  # where the surface hides it
+FLOOR_DARK, FLOOR_LIGHT = (0.11, 0.11, 0.13, 1.0), (0.88, 0.88, 0.90, 1.0)
+NOTHING_OPEN = "Open a 2D surface to see it in 3D"
+ONE_D = "A 1D surface has no 3D view: see the profile"
+NOT_DRAWN = ("contours", "show_trajectory")  # view settings the 3D view does not draw
+# While a job fills the current surface, it is redrawn at most this often: software OpenGL (what most
+# servers and VMs have) costs tens of milliseconds of CPU a frame, which the job's thread then lacks.
+LIVE_REDRAW_MS = 1000
+RESET_BUTTON_STYLE = (
+    "QToolButton { color: #e0e0e0; background: rgba(255, 255, 255, 38); border: 1px solid rgba(255, 255, 255, 90);"
+    " border-radius: 3px; padding: 2px 8px; }"
+    "QToolButton:hover { background: rgba(255, 255, 255, 80); }"
+)
 
 _status: tuple[bool, str] | None = None
 
@@ -115,10 +141,11 @@ def _box_extent(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return (1.0, ratio) if ratio <= 1 else (1.0 / ratio, 1.0)
 
 
-def _scale_to(values: np.ndarray, half: float) -> np.ndarray:
-    """Map values linearly onto [-half, half] (all at 0 when they do not span a range)."""
+def _scale_to(values: np.ndarray, half: float, axis: np.ndarray | None = None) -> np.ndarray:
+    """Map values linearly onto [-half, half] as ``axis`` (default: the values) spans it (all at 0 on no range)."""
     values = np.asarray(values, dtype=np.float64)
-    lo, hi = (float(np.min(values)), float(np.max(values))) if values.size else (0.0, 0.0)
+    axis = values if axis is None else np.asarray(axis, dtype=np.float64)
+    lo, hi = (float(np.min(axis)), float(np.max(axis))) if axis.size else (0.0, 0.0)
     if not (hi > lo and math.isfinite(lo) and math.isfinite(hi)):
         return np.zeros(values.shape, dtype=np.float32)
     return ((values - lo) / (hi - lo) * 2.0 - 1.0).astype(np.float32) * half
@@ -209,19 +236,47 @@ def _shading(xs: np.ndarray, ys: np.ndarray, heights: np.ndarray) -> np.ndarray:
     return ((_AMBIENT + (1 - _AMBIENT) * np.clip(lambert, 0.0, 1.0)) / flat).astype(np.float32)
 
 
-class Surface3DView(QWidget):
-    """A rotatable 3D loss surface, or a label saying why 3D is unavailable.
+def slice_vertices(
+    x: np.ndarray,
+    y: np.ndarray,
+    heights: np.ndarray,
+    segment: tuple[tuple[float, float], tuple[float, float]],
+    box: tuple[float, float],
+) -> np.ndarray:
+    """(n, 3) float32 vertices of the slice line on the drawn surface, in box coordinates.
 
+    ``heights[i, j]`` are the surface's drawn heights (from :func:`surface_arrays`); the line
+    follows the very triangles GL draws (engine.display.profile.surface_path), a hair above
+    them so that depth testing never hides it, and stops at the edges of the grid.
+    """
+    path = surface_path(x, y, {"height": np.asarray(heights, dtype=np.float64).T}, segment[0], segment[1])
+    if len(path.t) < 2:
+        return np.zeros((0, 3), dtype=np.float32)
+    sx, sy = box
+    return np.column_stack(
+        [_scale_to(path.xs, sx, x), _scale_to(path.ys, sy, y), path.values["height"] + SLICE_LIFT]
+    ).astype(np.float32)
+
+
+class Surface3DView(QWidget):
+    """A rotatable 3D loss surface with the slice line on it, or a label saying why 3D is unavailable.
+
+    Given an :class:`AppState` it follows it like the other views (current surface, metric, scale,
+    color limits, colormap, slice line); a 1D surface or none clears it, with a line saying why.
+    Without one, a caller feeds it through :meth:`set_surface`, :meth:`set_slice` and friends.
     Drag to rotate, wheel to zoom, middle-drag (or ctrl-drag) to pan: pyqtgraph's GLViewWidget
-    controls. x runs to the right, y into the depth, the displayed value upwards.
+    controls; the "Reset view" button (:meth:`reset_camera`) frames the surface again. x runs to
+    the right, y into the depth, the displayed value upwards.
     """
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._available, self._reason = opengl_status()
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
         self._z: np.ndarray | None = None
+        self._heights: np.ndarray | None = None  # (nx, ny) as drawn, for the slice line
+        self._segment: tuple[tuple[float, float], tuple[float, float]] | None = None
         self._levels: tuple[float, float] = (0.0, 1.0)
         self._colormap: pg.ColorMap = pg.colormap.get("viridis")
         self._lut = colormap_lut(self._colormap)
@@ -230,12 +285,17 @@ class Surface3DView(QWidget):
         self._drawn_x: np.ndarray | None = None  # the coordinate arrays the GL item holds
         self._drawn_y: np.ndarray | None = None
         self._axis_names = ("x", "y", "loss")
+        self._fitted_camera: tuple | None = None  # the camera as reset_camera left it
+        self.state = state
+        self.shown: Landscape | None = None  # with a state: the landscape drawn
+        self.message = ""  # why no surface is drawn ("" while one is)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._gl = None
         self._label: QLabel | None = None
+        self.reset_button: QToolButton | None = None
         if self._available:
             try:
                 self._build_gl()
@@ -248,6 +308,8 @@ class Surface3DView(QWidget):
         else:
             self._label = self._make_label(self._reason)
             layout.addWidget(self._label)
+        if state is not None:
+            self._follow(state)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -292,7 +354,26 @@ class Surface3DView(QWidget):
         if colormap is not self._colormap:
             self._colormap = colormap
             self._lut = colormap_lut(colormap)
+        self.message = ""
         self._redraw(geometry=True)
+
+    def set_slice(self, segment: tuple[tuple[float, float], tuple[float, float]] | None) -> None:
+        """Draw the slice line ((x0, y0), (x1, y1)), in the plane's coordinates, on the surface; None hides it."""
+        self._segment = segment
+        self._draw_slice()
+
+    def clear(self, message: str = "") -> None:
+        """Show no surface, and ``message`` saying why (a 1D surface, nothing open)."""
+        self._x = self._y = self._z = self._heights = None
+        self._grid_shape = None
+        self._drawn_x = self._drawn_y = None
+        self.message = message
+        if self._gl is None:
+            return
+        for item in self._scene_items():
+            item.hide()
+        self._message.setData(text=message)
+        self._message.show()
 
     def set_colormap(self, colormap: pg.ColorMap) -> None:
         """Recolor the surface (heights stay)."""
@@ -311,21 +392,22 @@ class Surface3DView(QWidget):
         self._update_labels()
 
     def reset_camera(self) -> None:
-        """Put the camera back where it frames the whole box."""
+        """Put the camera back where the box fills the view (the Reset view button; View menu)."""
         if self._gl is None:
             return
         sx, sy = self._box or (1.0, 1.0)
-        w, h = max(self._gl.width(), 1), max(self._gl.height(), 1)
-        # fit views up to 1.6 times wider than tall (a screenshot may be), and this one
-        aspect = min(h / w, 0.62) if self._gl.isVisible() else 0.62
-        center = np.array([0.0, 0.0, BOX_HEIGHT / 2])
-        corners = np.array(
+        w, h = self._gl.width(), self._gl.height()
+        aspect = h / w if w >= 16 and h >= 16 else 0.75  # a view never shown: its default 640 x 480
+        center = np.array([0.0, 0.0, (self._floor + BOX_HEIGHT) / 2])
+        points = np.array(
             [(cx, cy, cz) for cx in (-sx, sx) for cy in (-sy, sy) for cz in (self._floor, BOX_HEIGHT)]
+            + [(0.0, -sy * LABEL_OUT, self._floor), (sx * LABEL_OUT, 0.0, self._floor)]  # the axis names
         ) - center
-        distance = _fit_distance(corners, ELEVATION, AZIMUTH, self._gl.opts["fov"], aspect) * 1.06
+        distance = _fit_distance(points, ELEVATION, AZIMUTH, self._gl.opts["fov"], aspect) * FIT_MARGIN
         self._gl.setCameraPosition(
             pos=pg.Vector(*center), distance=distance, elevation=ELEVATION, azimuth=AZIMUTH
         )
+        self._fitted_camera = self._camera()
 
     def grab_image(self, width: int | None = None, height: int | None = None) -> QImage:
         """A picture of the view (for screenshots), at the given size or the widget's own.
@@ -350,6 +432,58 @@ class Surface3DView(QWidget):
             image = image.scaled(size, Qt.AspectRatioMode.IgnoreAspectRatio,
                                  Qt.TransformationMode.SmoothTransformation)
         return image
+
+    # -- following a state ----------------------------------------------------------------------
+
+    def _follow(self, state: AppState) -> None:
+        self._live_timer = QTimer(self)
+        self._live_timer.setSingleShot(True)
+        self._live_timer.setInterval(LIVE_REDRAW_MS)
+        self._live_timer.timeout.connect(self._show_current)
+        state.current_changed.connect(lambda _l: self._show_current(new_surface=True))
+        state.updated.connect(self._updated)
+        state.view.changed.connect(self._view_changed)
+        self._show_current(new_surface=True)
+
+    def _updated(self, landscape) -> None:
+        """New values: drawn at once when a job has finished, at most once a LIVE_REDRAW_MS while it runs."""
+        if landscape is not self.state.current:
+            return
+        if landscape.computing:
+            if not self._live_timer.isActive():
+                self._live_timer.start()
+        else:
+            self._live_timer.stop()
+            self._show_current()
+
+    def _view_changed(self, name: str) -> None:
+        if name == "colormap":
+            self.set_colormap(colors.colormap(self.state.view.colormap))
+        elif name == "slice":
+            self.set_slice(self.state.view.slice)
+        elif name not in NOT_DRAWN:  # metric, scale, color limits
+            self._show_current()
+
+    def _show_current(self, new_surface: bool = False) -> None:
+        """Draw the state's current surface as its view says (a new one framed afresh).
+
+        A 1D surface (or a computed slice line) has no surface to draw: the view is cleared
+        rather than left showing the previous 2D surface, which would read as this one's.
+        """
+        landscape = self.state.current
+        if landscape is None or landscape.surface.dimensions != 2:
+            self.shown = None
+            self.clear(NOTHING_OPEN if landscape is None else ONE_D)
+            return
+        view = self.state.view
+        grid = landscape.grid(view.metric)
+        self.shown = landscape
+        self.set_surface(landscape.surface.x, landscape.surface.y, grid.preview(view.scale),
+                         grid.levels(view.scale, view.limits()), colors.colormap(view.colormap))
+        self.set_axis_labels("α", "β", value_label(landscape.shown_metric(view.metric), view.scale))
+        self.set_slice(view.slice)
+        if new_surface:
+            self.reset_camera()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -377,6 +511,12 @@ class Surface3DView(QWidget):
 
         floor = -0.01 * BOX_HEIGHT  # just under the lowest level, so the grid never fights the surface
         self._floor = floor
+        # An opaque floor: a funnel reaching the lowest level is seen to rest on it, not to pass through a wire grid.
+        self._floor_plane = gl.GLMeshItem(
+            vertexes=np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], dtype=np.float32),
+            faces=np.array([[0, 1, 2], [0, 2, 3]], dtype=np.uint32),
+            color=FLOOR_DARK if dark else FLOOR_LIGHT, smooth=False, shader=None, glOptions="opaque",
+        )
         self._grid = gl.GLGridItem(color=line)
         self._grid.translate(0, 0, floor)
         self._frame = gl.GLBoxItem(color=line)
@@ -384,19 +524,64 @@ class Surface3DView(QWidget):
             computeNormals=False, smooth=True, shader=None, glOptions="opaque"
         )
         self._surface.hide()
+        self._slice = gl.GLLinePlotItem(color=SLICE_COLOR, width=3.0, antialias=True, mode="line_strip",
+                                        glOptions="translucent")
+        # The same line faintly through the surface, so its part behind a hill still shows where it runs.
+        self._slice_behind = gl.GLLinePlotItem(color=SLICE_BEHIND_COLOR, width=2.0, antialias=True,
+                                               mode="line_strip", glOptions="additive")
+        for item in (self._slice, self._slice_behind):
+            item.hide()
         text_font = self.font()
         text_font.setPointSizeF(max(text_font.pointSizeF(), 8.0))
         self._text_items = [
             gl.GLTextItem(color=self._text_color, font=text_font) for _ in range(3)
         ]
-        for item in self._text_items:
+        self._message = gl.GLTextItem(color=self._text_color, font=text_font, pos=(0.0, 0.0, BOX_HEIGHT / 2),
+                                      alignment=Qt.AlignmentFlag.AlignCenter)
+        self._message.hide()
+        for item in (*self._text_items, self._message):
             item.setDepthValue(10)  # drawn last, over the surface
-        for item in (self._grid, self._frame, self._surface, *self._text_items):
+        for item in (self._floor_plane, self._grid, self._frame, self._surface, self._slice, self._slice_behind,
+                     *self._text_items, self._message):
             view.addItem(item)
         view.setMinimumSize(120, 90)
         self._gl = view
+        self.reset_button = self._make_reset_button(view)
+        view.installEventFilter(self)
         self._set_box(1.0, 1.0)
         self.reset_camera()
+
+    def _make_reset_button(self, parent: QWidget) -> QToolButton:
+        button = QToolButton(parent)
+        button.setText("Reset view")
+        button.setToolTip("Frame the whole surface again (drag rotates, wheel zooms, ctrl-drag pans)")
+        button.setCursor(Qt.CursorShape.PointingHandCursor)
+        button.setStyleSheet(RESET_BUTTON_STYLE)
+        button.clicked.connect(self.reset_camera)
+        button.adjustSize()
+        return button
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt naming)
+        if watched is self._gl and event.type() == QEvent.Type.Resize:
+            self._gl_resized()
+        return False
+
+    def _gl_resized(self) -> None:
+        """Keep the button in the top-right corner, and the surface fitted until the user moves the camera."""
+        margin = 8
+        self.reset_button.move(self._gl.width() - self.reset_button.width() - margin, margin)
+        if self._camera() == self._fitted_camera:
+            self.reset_camera()
+
+    def _camera(self) -> tuple:
+        opts = self._gl.opts
+        center = opts["center"]
+        return opts["distance"], opts["elevation"], opts["azimuth"], (center.x(), center.y(), center.z())
+
+    def _scene_items(self) -> list:
+        """Everything drawn for a surface (hidden when there is none)."""
+        return [self._floor_plane, self._grid, self._frame, self._surface, self._slice, self._slice_behind,
+                *self._text_items]
 
     def _set_box(self, sx: float, sy: float) -> None:
         self._box = (sx, sy)
@@ -405,6 +590,9 @@ class Surface3DView(QWidget):
         self._frame.setSize(2 * sx, 2 * sy, BOX_HEIGHT - self._floor)
         self._frame.resetTransform()
         self._frame.translate(-sx, -sy, self._floor)
+        self._floor_plane.resetTransform()
+        self._floor_plane.scale(sx, sy, 1.0)
+        self._floor_plane.translate(0.0, 0.0, self._floor - 0.002 * BOX_HEIGHT)  # under the grid lines
         self._update_labels()
 
     def _update_labels(self) -> None:
@@ -416,8 +604,8 @@ class Surface3DView(QWidget):
         lo, hi = self._levels
         center = Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop
         left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
-        self._text_items[0].setData(pos=(0.0, -sy * 1.12, self._floor), text=xname + xr, alignment=center)
-        self._text_items[1].setData(pos=(sx * 1.08, 0.0, self._floor), text=yname + yr, alignment=left)
+        self._text_items[0].setData(pos=(0.0, -sy * LABEL_OUT, self._floor), text=xname + xr, alignment=center)
+        self._text_items[1].setData(pos=(sx * LABEL_OUT, 0.0, self._floor), text=yname + yr, alignment=left)
         self._text_items[2].setData(
             # above the back-left top corner: centred there, it stays inside the view
             pos=(-sx, sy, BOX_HEIGHT * 1.04), text=f"{zname} {_fmt(lo)} … {_fmt(hi)}",
@@ -428,8 +616,13 @@ class Surface3DView(QWidget):
         if self._gl is None or self._z is None:
             return
         x, y, z = self._x, self._y, self._z
+        self._message.hide()
+        for item in (self._floor_plane, self._grid, self._frame, *self._text_items):
+            item.show()
         if x.size < 2 or y.size < 2:  # a line or a point is no surface: show the empty box
             self._surface.hide()
+            self._heights = None
+            self._draw_slice()
             return
         box = _box_extent(x, y)
         xs, ys, heights, colors = surface_arrays(x, y, z, self._levels, self._lut, box)
@@ -446,14 +639,21 @@ class Surface3DView(QWidget):
         else:
             self._surface.setData(colors=colors)
             self._surface.meshDataChanged()  # setData(colors=) alone does not re-upload them
+        self._heights = heights
         self._update_labels()
         self._surface.show()
+        self._draw_slice()
 
-    def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
-        super().showEvent(event)
-        if self._gl is not None and not getattr(self, "_shown_once", False):
-            self._shown_once = True
-            self.reset_camera()  # now that the real aspect ratio is known
+    def _draw_slice(self) -> None:
+        if self._gl is None:
+            return
+        pos = (slice_vertices(self._x, self._y, self._heights, self._segment, self._box)
+               if self._segment is not None and self._heights is not None else np.zeros((0, 3)))
+        visible = len(pos) >= 2
+        for item in (self._slice, self._slice_behind):
+            if visible:
+                item.setData(pos=pos)
+            item.setVisible(visible)
 
 
 def _fit_distance(points: np.ndarray, elevation: float, azimuth: float, fov: float, aspect: float) -> float:
