@@ -7,6 +7,9 @@ from landscape_gui.first_run import FirstRun, plan
 from landscape_gui.workers import CallbackWorker
 from samples import registry
 
+TRAINING_TEXT = "Training the sample model… then computing its surface"
+COMPUTING_TEXT = "Computing the sample's loss surface…"
+
 
 def start_sample(window, run: FirstRun | None = None) -> FirstRun:
     """Show the sample in ``window``: open it if done, else train and/or compute it in the background."""
@@ -28,7 +31,8 @@ def start_sample(window, run: FirstRun | None = None) -> FirstRun:
         if result is None or result.cancelled:
             window.end_task("sample training cancelled; File ▸ Open Checkpoint or Samples ▸ Train Sample to go on")
             return
-        window.end_task(f"trained {run.recipe} in {result.seconds:.1f} s: computing its loss surface")
+        window.end_task(f"trained {run.recipe} in {result.seconds:.1f} s: computing its loss surface",
+                        next_step=COMPUTING_TEXT)
         _compute_or_open(window, run)
 
     def failed(message: str, details: str) -> None:
@@ -39,7 +43,7 @@ def start_sample(window, run: FirstRun | None = None) -> FirstRun:
     worker.returned.connect(trained)
     worker.errored.connect(failed)
     worker.finished.connect(worker.deleteLater)  # QThread.finished: only once run() has returned
-    window.begin_task(worker, "training the sample: %v/%m epochs")
+    window.begin_task(worker, TRAINING_TEXT)
     window.statusBar().showMessage(f"first launch: training the {run.recipe} sample into {run.folder}", 5000)
     worker.start()
     return run
@@ -55,4 +59,5 @@ def _compute_or_open(window, run: FirstRun) -> None:
         if complete:
             window.open_grid(run.surface)
             return
+    window.heatmap.set_status(COMPUTING_TEXT)  # until its first points are drawn
     window.submit(run.surface_request())  # a partial file with the same settings is resumed

@@ -14,12 +14,11 @@ from pathlib import Path
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+    QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
     QSplitter, QTabWidget,
 )
 
 from engine.errors import LandscapeError
-from engine.display.profile import nearest_node
 from engine.io.export import export_grid
 from engine.io.references import one_line
 from engine.io.store import writer_of
@@ -30,8 +29,7 @@ from landscape_gui.help import about_dialog, shortcuts_dialog, tour_dialog
 from landscape_gui.jobs import JobRunner, Started
 from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
 from landscape_gui.settings import AppSettings
-from landscape_gui.state import RESULT_STATES, AppState, Landscape, default_slice, value_label
-from landscape_gui.views.colors import colormap
+from landscape_gui.state import RESULT_STATES, AppState, Landscape, default_slice, point_readout
 from landscape_gui.views.compare import CompareView
 from landscape_gui.views.heatmap import HeatmapView
 from landscape_gui.views.profile import ProfileView, curve_from_profile
@@ -43,6 +41,7 @@ EXPORT_GRID_FILTER = "Landscape HDF5 (*.h5);;CSV (*.csv);;ParaView PolyData (*.v
 EXPORT_FIGURE_FILTER = "PNG image (*.png);;SVG drawing (*.svg)"
 LINE_POINTS = 101
 REDRAW_MS = 150  # newest values reach the views this often while a job runs
+PREFERRED_SIZE = (1400, 900)  # the window's size at its first start, if the screen has room
 
 
 class MainWindow(QMainWindow):
@@ -60,7 +59,7 @@ class MainWindow(QMainWindow):
 
         self.heatmap = HeatmapView(self.state)
         self.profile = ProfileView(self.state)
-        self.surface3d = Surface3DView()
+        self.surface3d = Surface3DView(self.state)
         self.compare = CompareView(self.state)
         left = QSplitter(Qt.Vertical)
         left.addWidget(self.heatmap)
@@ -98,6 +97,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.cancel_running)
         self.task = None  # a background task other than a job (the first launch's training)
+        self._task_text = ""
         bar = self.statusBar()
         bar.addWidget(self.hover_label, 1)
         bar.addPermanentWidget(self.eta_label)
@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.cancel_button)
 
         self.heatmap.hovered.connect(self.show_hover)
+        self.tabs.currentChanged.connect(lambda _i: self.hover_label.setText(""))  # no stale readout
         self.runner.started.connect(self._job_started)
         self.runner.progressed.connect(self._job_progressed)
         self.runner.finished.connect(self._job_finished)
@@ -117,13 +118,10 @@ class MainWindow(QMainWindow):
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(REDRAW_MS)
         self._redraw_timer.timeout.connect(self.redraw_stale)
-        self.state.current_changed.connect(lambda _l: self._update_3d(reset=True))
-        self.state.updated.connect(lambda l: self._update_3d() if l is self.state.current else None)
         self.state.view.changed.connect(self._view_changed)
         self.state.current_changed.connect(lambda _l: self._update_title())
         self._build_menus()
         self._restore_window()
-        self._update_3d(reset=True)
 
     # -- menus -------------------------------------------------------------------------------
     def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -175,6 +173,7 @@ class MainWindow(QMainWindow):
         self._action(view, "&Explore", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._action(view, "&Compare", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         self._action(view, "&Reset Slice Line", self.reset_slice)
+        self._action(view, "Reset &3D View", self.surface3d.reset_camera, "Ctrl+0")
         view.addSeparator()
         panels = view.addMenu("&Panels")
         for dock in self.docks:
@@ -372,9 +371,12 @@ class MainWindow(QMainWindow):
             self.runner.cancel_current()
 
     def begin_task(self, worker, text: str) -> None:
-        """Show a background task's progress in the status bar; Cancel stops it, closing the window waits for it."""
+        """Run a background task (the first launch's training): ``text`` says in the map what is happening,
+        the status bar shows its progress; Cancel stops it, closing the window waits for it."""
         self.task = worker
-        self.progress_bar.setFormat(text)
+        self._task_text = text
+        self.progress_bar.setFormat("%p%")
+        self.heatmap.set_status(text, 0, None)
         self._show_progress(True)
 
     def task_progressed(self, value: int, maximum: int, note: str = "") -> None:
@@ -382,8 +384,10 @@ class MainWindow(QMainWindow):
         self._pending_status = (value, maximum, note)
         self._schedule_redraw()
 
-    def end_task(self, message: str = "") -> None:
+    def end_task(self, message: str = "", next_step: str | None = None) -> None:
+        """The task has ended; ``next_step`` says in the map what comes now (until a picture shows)."""
         self.task = None
+        self.heatmap.set_status(next_step)
         if not self.runner.busy:
             self._show_progress(False)
         if message:
@@ -442,12 +446,15 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, maximum)
             self.progress_bar.setValue(value)
             self.eta_label.setText(note)
+            if self.task is not None:
+                self.heatmap.set_status(self._task_text, value, maximum)
 
     def _job_ended(self, request, reread: bool = False) -> Landscape | None:
         """Whatever the ending: stop pending redraws and show the landscape as it now is."""
         self._redraw_timer.stop()
         self._stale.clear()
         self._pending_status = None
+        self.heatmap.set_status(None)
         landscape = self.state.find(request.out) if request is not None else None
         if landscape is not None:
             landscape.computing = False
@@ -498,42 +505,11 @@ class MainWindow(QMainWindow):
         landscape = self.state.current
         if landscape is None or landscape.surface.dimensions != 2:
             return
-        surface = landscape.surface
-        node = nearest_node(surface.x, surface.y, x, y)
-        if node is None:
-            self.hover_label.setText(f"x {x:.4g}, y {y:.4g}")
-            return
-        i, j = node
-        parts = [f"x {surface.x[i]:.4g}, y {surface.y[j]:.4g}"]
-        if not surface.done[j, i]:
-            parts.append("not computed yet")
-        else:
-            for metric, values in surface.values.items():
-                parts.append(f"{metric} {values[j, i]:.6g}" + ("%" if metric.endswith("acc") else ""))
-        self.hover_label.setText(",  ".join(parts))
+        self.hover_label.setText(point_readout(landscape, x, y, named=False) or f"x {x:.4g}, y {y:.4g}")
 
     # -- 3D --------------------------------------------------------------------------------------
-    def _update_3d(self, reset: bool = False) -> None:
-        if not self.surface3d.available:
-            return
-        landscape = self.state.current
-        if landscape is None or landscape.surface.dimensions != 2:
-            return
-        view = self.state.view
-        grid = landscape.grid(view.metric)
-        low, high = grid.levels(view.scale, view.clip_percentile)
-        self.surface3d.set_surface(landscape.surface.x, landscape.surface.y, grid.preview(view.scale), (low, high),
-                                   colormap(view.colormap))
-        self.surface3d.set_axis_labels("x", "y", value_label(landscape.shown_metric(view.metric), view.scale))
-        if reset:
-            self.surface3d.reset_camera()
-
     def _view_changed(self, name: str) -> None:
-        if name == "colormap":
-            self.surface3d.set_colormap(colormap(self.state.view.colormap))
-        elif name in ("metric", "scale", "clip_percentile"):
-            self._update_3d()
-        if name in ("colormap", "scale", "clip_percentile", "contours"):
+        if name != "slice":  # how surfaces are shown persists; where the slice line is does not
             self.settings.set_display(self.state.view.as_dict())
 
     # -- export -----------------------------------------------------------------------------------
@@ -676,15 +652,24 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1400, 900)
+            self.resize(self.first_size())
         if state is not None:
             self.restoreState(state)
 
+    def first_size(self) -> QSize:
+        """1400 x 900, or what the screen has room for (a 1024 x 768 laptop gets its whole screen)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return QSize(*PREFERRED_SIZE)
+        room = screen.availableGeometry()
+        return QSize(min(PREFERRED_SIZE[0], room.width()), min(PREFERRED_SIZE[1], room.height()))
+
     def _apply_display_settings(self) -> None:
+        """Show surfaces as last time; a choice this version no longer has (or cannot read) is skipped."""
         for key, value in self.settings.display().items():
             try:
                 self.state.view.set(key, value)
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, TypeError):
                 pass
 
     def _update_title(self) -> None:

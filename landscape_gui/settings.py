@@ -60,20 +60,15 @@ class AppSettings:
 
     # -- display ----------------------------------------------------------------------------
     def display(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, kind in (("colormap", str), ("scale", str), ("clip_percentile", float), ("contours", int)):
-            value = self.q.value(f"display/{key}")
-            if value is not None:
-                try:
-                    out[key] = kind(value)
-                except (TypeError, ValueError):
-                    pass
-        return out
+        """How surfaces were shown last (the view state's choices, the slice line excepted)."""
+        try:
+            value = json.loads(str(self.q.value("display/view", "{}")))
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
     def set_display(self, values: dict[str, Any]) -> None:
-        for key in ("colormap", "scale", "clip_percentile", "contours"):
-            if key in values:
-                self.q.setValue(f"display/{key}", values[key])
+        self.q.setValue("display/view", json.dumps({k: v for k, v in values.items() if k != "slice"}))
 
     # -- the session: what was open when the app last closed ---------------------------------
     def restore_session_enabled(self) -> bool:
