@@ -6,7 +6,11 @@ Formats: a plain ``state_dict``; a dict wrapping one under ``state_dict``,
 checkpoint, which also names the model factory and its kwargs.
 
 Pickles are read with ``torch.load(..., weights_only=True)``. A file that needs
-arbitrary unpickling is refused unless the caller passes ``trust_pickle=True``.
+arbitrary unpickling is refused unless the caller passes ``trust_pickle=True``. A trusted
+pickle of a whole model names its classes by module (``models.Net``), as the script that
+saved it imported them; those modules are looked up in the folders the caller names (the
+folder of the user's ``--model path/to/models.py:...``) and the checkpoint's own, which are
+on ``sys.path`` during that load only.
 
 Before any loader runs, the sizes a file declares are checked against the bytes it
 holds (:func:`check_declared_sizes`): torch sizes each tensor storage from the
@@ -22,9 +26,12 @@ import pickle
 import pickletools
 import re
 import struct
+import sys
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
@@ -33,6 +40,7 @@ import torch
 
 from engine.cancel import raise_if_cancelled
 from engine.errors import LandscapeError
+from engine.io.references import split_reference
 
 LANDSCAPE_CHECKPOINT_FORMAT = "landscape-checkpoint"
 LANDSCAPE_CHECKPOINT_VERSION = 1
@@ -115,8 +123,13 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
-    """Load any supported checkpoint; every failure is a one-line LandscapeError."""
+def load_checkpoint(path: str | Path, *, trust_pickle: bool = False,
+                    import_from: Sequence[str | Path] = ()) -> Checkpoint:
+    """Load any supported checkpoint; every failure is a one-line LandscapeError.
+
+    ``import_from``: folders a trusted pickle may import the classes it names from, besides the
+    checkpoint's own folder (see :func:`pickle_import_folders`); ignored without ``trust_pickle``.
+    """
     path = Path(path)
     if not path.exists():
         raise LandscapeError(f"no such checkpoint: {path}")
@@ -127,8 +140,44 @@ def load_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoi
         return _load_safetensors(path, sha)  # safetensors checks its header's offsets against the file itself
     if _is_torchscript(check_declared_sizes(path)):
         return _load_torchscript(path, sha)
-    obj = _torch_load(path, trust_pickle)
-    return _interpret(obj, path, sha)
+    if not trust_pickle:
+        return _interpret(_torch_load(path, False), path, sha)
+    with _importable([*map(Path, import_from), path.parent]):
+        return _interpret(_torch_load(path, True), path, sha)
+
+
+def pickle_import_folders(model_ref: str | None) -> tuple[Path, ...]:
+    """The folder of a ``path/to/models.py:callable`` reference: where a whole-model pickle's classes live.
+
+    A module reference (``pkg.models:Net``) is importable already, so it adds no folder.
+    """
+    if not model_ref:
+        return ()
+    target, _attr = split_reference(model_ref)
+    return (Path(target).resolve().parent,) if target.endswith(".py") else ()
+
+
+@contextmanager
+def _importable(folders: Sequence[Path]) -> Iterator[None]:
+    """Put ``folders`` first on ``sys.path`` for one trusted load, then take them and the modules
+    imported from them away again, so two projects' ``models.py`` never meet in one process."""
+    added = [f for f in dict.fromkeys(str(f.resolve()) for f in folders) if f not in sys.path]
+    before = set(sys.modules)
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for folder in added:
+            sys.path.remove(folder)
+        for name in set(sys.modules) - before:
+            if _module_under(sys.modules[name], added):
+                del sys.modules[name]
+
+
+def _module_under(module: Any, folders: list[str]) -> bool:
+    """True for a module (or namespace package) found in one of ``folders``."""
+    source = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or ()), None)
+    return bool(source) and any(Path(source).resolve().is_relative_to(folder) for folder in folders)
 
 
 def _load_safetensors(path: Path, sha: str) -> Checkpoint:
@@ -379,7 +428,11 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
     except Exception as exc:  # noqa: BLE001 - a trusted pickle may raise anything
         if not trust_pickle:  # weights_only runs no code from the file: the file is damaged
             raise _unreadable(path, f"{type(exc).__name__}: {_first_line(exc)}") from exc
-        raise LandscapeError(f"{path} failed to load: {type(exc).__name__}: {_first_line(exc)}") from exc
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError):  # a class of the user's own module, pickled by name
+            hint = (f"; the pickle names a class of that module: name the file that defines the model "
+                    f"(--model path/to/{exc.name or 'module'}.py:NAME) so its folder can be imported")
+        raise LandscapeError(f"{path} failed to load: {type(exc).__name__}: {_first_line(exc)}{hint}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ import torch
 
 from engine.cancel import raise_if_cancelled
 from engine.errors import LandscapeError
-from engine.io.checkpoints import Checkpoint, load_checkpoint
+from engine.io.checkpoints import Checkpoint, load_checkpoint, pickle_import_folders
 from engine.io.data import DataSet, load_data
 from engine.io.models import build_model, load_weights
 from engine.io.references import absolute_reference
@@ -108,7 +108,9 @@ def load_problem(spec: ProblemSpec) -> LoadedProblem:
     if spec.mode not in MODES:
         raise LandscapeError(f"unknown mode '{spec.mode}'; choose eval (BatchNorm running statistics) or train")
     device = resolve_device(spec.device)
-    checkpoint = load_checkpoint(spec.checkpoint, trust_pickle=spec.trust_pickle)
+    # a trusted whole-model pickle imports its classes from the folder of the model file the user named
+    checkpoint = load_checkpoint(spec.checkpoint, trust_pickle=spec.trust_pickle,
+                                 import_from=pickle_import_folders(spec.model))
     raise_if_cancelled()
     model, model_ref, model_kwargs = build_model(checkpoint, spec.model, spec.model_kwargs)
     raise_if_cancelled()

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from engine.errors import LandscapeError
-from engine.io.checkpoints import file_sha256, load_checkpoint
+from engine.io.checkpoints import file_sha256, load_checkpoint, pickle_import_folders
 from engine.io.references import absolute_reference
 from engine.io.store import (
     GridWriter, WriterLock, check_space, create_file, grid_layout, grid_nbytes, read_axes, read_directions, read_done,
@@ -318,13 +318,15 @@ class SurfaceJob(Job):
             self.messages.append(f"note: --norm/--ignore do not apply to {kind} directions; they are used as they are")
         origin = {name: t.detach().clone() for name, t in loaded.problem.model.state_dict().items()}
         if kind == "interpolate":
-            end = loaded.state_of(load_checkpoint(r.to, trust_pickle=r.trust_pickle))
+            end = loaded.state_of(load_checkpoint(r.to, trust_pickle=r.trust_pickle,
+                                                  import_from=pickle_import_folders(r.model)))
             basis = interpolation_basis(origin, end)
             basis.source = absolute_path(r.to)
             return basis
         if kind == "pca":
             paths = _trajectory_files(r.trajectory)
-            states = [loaded.state_of(load_checkpoint(p, trust_pickle=r.trust_pickle)) for p in paths]
+            states = [loaded.state_of(load_checkpoint(p, trust_pickle=r.trust_pickle,
+                                                      import_from=pickle_import_folders(r.model))) for p in paths]
             trajectory = [{k: s[k] for k in params} for s in states]
             basis = pca_basis(params, trajectory, [p.name for p in paths], r.ignore)
             basis.source = absolute_path(r.trajectory or "")
