@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+    QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
     QSplitter, QTabWidget,
 )
 
@@ -37,8 +37,6 @@ from landscape_gui.views.surface3d import Surface3DView
 
 GRID_FILTER = "Surface files (*.h5 *.hdf5);;All files (*)"
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
-EXPORT_GRID_FILTER = "Landscape HDF5 (*.h5);;CSV (*.csv);;ParaView PolyData (*.vtp)"
-EXPORT_FIGURE_FILTER = "PNG image (*.png);;SVG drawing (*.svg)"
 LINE_POINTS = 101
 REDRAW_MS = 150  # newest values reach the views this often while a job runs
 PREFERRED_SIZE = (1400, 900)  # the window's size at its first start, if the screen has room
@@ -525,13 +523,10 @@ class MainWindow(QMainWindow):
         return out
 
     def export_grid_dialog(self) -> None:
-        if self.state.current is None:
-            self.show_error("open a surface before exporting it")
-            return
-        start = str(Path(self.settings.last_folder("exports")) / f"{self.state.current.path.stem}.vtp")
-        path, _ = QFileDialog.getSaveFileName(self, "Export grid", start, EXPORT_GRID_FILTER)
-        if path:
-            self.export_grid(path)
+        """A file chooser whose suggested name follows the chosen format; writes through :meth:`export_grid`."""
+        from landscape_gui.dialogs.export_dialogs import ask_export_grid
+
+        self._guard(ask_export_grid, self)
 
     def figure_target(self):
         """What Export Figure saves: the Compare tab when shown, else the 2D map."""
@@ -547,23 +542,12 @@ class MainWindow(QMainWindow):
         return out
 
     def export_figure_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export figure", self.settings.last_folder("figures"),
-                                              EXPORT_FIGURE_FILTER)
-        if not path:
-            return
-        width = height = None
-        if path.lower().endswith(".png"):
-            target = self.figure_target()
-            text, ok = QInputDialog.getText(self, "Figure size", "Width x height in pixels:",
-                                            text=f"{2 * target.width()}x{2 * target.height()}")
-            if not ok:
-                return
-            try:
-                width, height = (int(v) for v in text.lower().replace(" ", "").split("x"))
-            except ValueError:
-                self.show_error(f"'{text}' is not WIDTHxHEIGHT, for example 1600x1200")
-                return
-        self.export_figure(path, width, height)
+        """The figure dialog: which views, title, size and DPI, PNG or SVG."""
+        from landscape_gui.dialogs.export_dialogs import ask_export_figure
+
+        out = self._guard(ask_export_figure, self)
+        if out is not None:
+            self.statusBar().showMessage(f"saved {out}", 5000)
 
     def screenshot(self, path: str | Path, size: QSize | None = None) -> Path:
         """Render the whole window (the 3D view's GL content included) to a PNG."""
@@ -586,15 +570,10 @@ class MainWindow(QMainWindow):
     # -- samples ------------------------------------------------------------------------------------
     def train_sample_dialog(self) -> None:
         from landscape_gui.dialogs.train_dialog import TrainSampleDialog
-        from landscape_gui.first_run import cache_root
 
-        base = Path(self.settings.last_folder("samples")) if self.settings.q.contains("folders/samples") \
-            else cache_root() / "runs"
-        dialog = TrainSampleDialog(base_folder=base, parent=self)
+        dialog = TrainSampleDialog(settings=self.settings.q, parent=self)
         if dialog.exec() and dialog.result_value() is not None:
-            result = dialog.result_value()
-            self.settings.set_last_folder("samples", result.out.parent)
-            self.open_checkpoints([Path(p) for p in result.checkpoints])
+            self.open_checkpoints([Path(p) for p in dialog.result_value().checkpoints])
 
     # -- closing --------------------------------------------------------------------------------------
     def close_current(self) -> None:

@@ -46,11 +46,16 @@ class AppSettings:
         self.q.setValue("recent/files", [f for f in self.recent_files() if f != path])
 
     # -- folders ----------------------------------------------------------------------------
+    def remembered_folder(self, kind: str) -> str | None:
+        """Where the last file of this kind was chosen, if one was (and the folder still exists)."""
+        folder = self.q.value(f"folders/{kind}")
+        return str(folder) if folder and Path(str(folder)).is_dir() else None
+
     def last_folder(self, kind: str) -> str:
         """Where the last file of this kind was; else the folder of the most recent file; else home."""
-        folder = self.q.value(f"folders/{kind}")
-        if folder and Path(str(folder)).is_dir():
-            return str(folder)
+        folder = self.remembered_folder(kind)
+        if folder is not None:
+            return folder
         recent = [Path(f).parent for f in self.recent_files() if Path(f).parent.is_dir()]
         return str(recent[0]) if recent else str(Path.home())
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -24,12 +24,14 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
     QRadioButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -41,7 +43,9 @@ from engine.numerics.grid import parse_axis
 from engine.numerics.problem import resolve_device
 from engine.io.references import one_line
 from engine.jobs.surface import SurfaceRequest
-from landscape_gui.dialogs.model_dialog import ErrorLabel, ModelChoice, browse_button, row
+from landscape_gui.dialogs.model_dialog import (
+    ErrorLabel, ModelChoice, browse_button, fit_on_screen, grow_to_content, row,
+)
 
 # Direction kinds as the dialog names them; "file" becomes the .h5 path in the request.
 DIRECTIONS = {
@@ -124,6 +128,34 @@ class AxisRow(QWidget):
         self.points.setValue(int(count))
 
 
+def _inline_label(text: str, buddy: QWidget) -> QLabel:
+    """A label for a field placed beside another in one form row."""
+    label = QLabel(text)
+    label.setBuddy(buddy)
+    label.setContentsMargins(12, 0, 0, 0)
+    return label
+
+
+class ContentScroll(QScrollArea):
+    """A frameless vertical scroll area that asks for its content's whole size (QScrollArea caps it at
+    24 lines), so a dialog opens without scrolling where the screen allows and scrolls where it does not."""
+
+    def __init__(self, content: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWidget(content)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt naming
+        content = self.widget()
+        hint = content.sizeHint()
+        width = self.viewport().width() if self.isVisible() else hint.width()
+        height = content.heightForWidth(width) if content.hasHeightForWidth() else -1  # wrapped labels
+        height = max(height, hint.height(), content.minimumSizeHint().height())
+        return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), height)
+
+
 class ComputeDialog(QDialog):
     """Settings of a new surface around ``checkpoint``; :meth:`request` gives the SurfaceRequest."""
 
@@ -135,6 +167,7 @@ class ComputeDialog(QDialog):
         self._choice = choice
         self._settings = settings
         self._out_auto = True  # the output name follows the settings until the user edits it
+        self._placed = False  # fitted to the screen at the first show
         self._setting_out = False
 
         # grid
@@ -148,7 +181,10 @@ class ComputeDialog(QDialog):
         self.y_axis = AxisRow()
         grid_box = QGroupBox("Grid")
         grid_form = QFormLayout(grid_box)
-        grid_form.addRow("Dimensions:", row(self.dim1, self.dim2, QWidget(), stretch_first=False))
+        self.points_note = QLabel()
+        self.points_note.setStyleSheet(f"color: {ErrorLabel.COLORS['info']};")
+        self.points_note.setToolTip("how many times the model is evaluated on the data")
+        grid_form.addRow("Dimensions:", row(self.dim1, self.dim2, QWidget(), self.points_note, stretch_first=False))
         grid_form.addRow("x:", self.x_axis)
         self.y_label = QLabel("y:")
         grid_form.addRow(self.y_label, self.y_axis)
@@ -177,9 +213,10 @@ class ComputeDialog(QDialog):
         dir_form = QFormLayout(dir_box)
         dir_form.addRow("Directions:", self.directions)
         dir_form.addRow(self.source_label, self.source_row)
-        dir_form.addRow("Normalization:", self.norm)
-        dir_form.addRow("Ignore:", self.ignore)
-        dir_form.addRow("Seed:", self.seed)
+        # related choices share a row, so the dialog fits a 700-pixel-high screen without scrolling
+        dir_form.addRow("Normalization:", row(self.norm, _inline_label("Ignore:", self.ignore), self.ignore,
+                                              _inline_label("Seed:", self.seed), self.seed, QWidget(),
+                                              stretch_first=False))
         self._dir_form = dir_form
 
         # evaluation
@@ -195,8 +232,8 @@ class ComputeDialog(QDialog):
         self.device.setToolTip("auto picks CUDA when this machine has it, else the CPU; cuda:N picks one GPU")
         eval_box = QGroupBox("Evaluation")
         eval_form = QFormLayout(eval_box)
-        eval_form.addRow("Data subset:", self.max_samples)
-        eval_form.addRow("Device:", self.device)
+        eval_form.addRow("Data subset:", row(self.max_samples, _inline_label("Device:", self.device), self.device,
+                                             QWidget(), stretch_first=False))
 
         # output
         self.out_edit = QLineEdit()
@@ -226,14 +263,18 @@ class ComputeDialog(QDialog):
         header.setWordWrap(True)
         header.setToolTip(str(self._checkpoint))
 
+        content = QWidget()
+        content_layout = QVBoxLayout(content)
+        content_layout.setContentsMargins(0, 0, 0, 0)
+        for widget in (header, grid_box, dir_box, eval_box, out_box):
+            content_layout.addWidget(widget)
+        content_layout.addStretch(1)
+        # On a small screen the settings scroll; the error and the buttons below them stay in view.
+        self.scroll = ContentScroll(content)
+
         layout = QVBoxLayout(self)
-        layout.addWidget(header)
-        layout.addWidget(grid_box)
-        layout.addWidget(dir_box)
-        layout.addWidget(eval_box)
-        layout.addWidget(out_box)
+        layout.addWidget(self.scroll, 1)
         layout.addWidget(self.error)
-        layout.addStretch(1)
         layout.addWidget(self.buttons)
 
         self._restore()
@@ -254,6 +295,12 @@ class ComputeDialog(QDialog):
         self.out_browse.clicked.connect(self._browse_out)
         self._directions_changed()
         self.resize(max(self.sizeHint().width(), 620), self.sizeHint().height())
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt naming; placed once, on the screen it opens on
+        if not self._placed:
+            self._placed = True
+            fit_on_screen(self)
+        super().showEvent(event)
 
     # -- public -----------------------------------------------------------------------------
     def ok_button(self) -> QPushButton:
@@ -479,6 +526,8 @@ class ComputeDialog(QDialog):
         two_d = self.dim2.isChecked()
         self.y_axis.setEnabled(two_d)
         self.y_label.setEnabled(two_d)
+        points = self.x_axis.points.value() * (self.y_axis.points.value() if two_d else 1)
+        self.points_note.setText(f"{points:,} points")
         if self._out_auto:
             self._set_out(self._default_out())
         self._update_out_note()
@@ -507,9 +556,15 @@ class ComputeDialog(QDialog):
     def _out_edited(self, _text: str) -> None:
         self._out_auto = False
 
+    def _grow(self) -> None:
+        self.scroll.updateGeometry()  # its size hint follows rows that appeared inside it
+        grow_to_content(self)
+
     def _update_out_note(self) -> None:
         out = self.out_edit.text().strip()
         exists = bool(out) and Path(out).is_file()
+        if exists != self.overwrite.isVisible() and self._placed:
+            QTimer.singleShot(0, self._grow)  # once the layout knows the new rows
         self.overwrite.setVisible(exists)
         if not exists:
             self.out_note.clear_message()

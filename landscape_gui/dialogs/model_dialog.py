@@ -4,22 +4,27 @@ Shown when a checkpoint is not self-describing (it holds only weights), when it
 needs trusting as a pickle, or when the user wants another model or data set.
 "Check" (and OK) really builds the model with the engine, so a wrong reference or
 kwargs that do not fit the weights show up here as the engine's one-line message,
-not later in a half-started computation.
+not later in a half-started computation. A relative file in the model or data field
+(``models.py:build``, ``train.npz``) is looked up next to the checkpoint first, then in
+the working directory, and the dialog says which one it uses. Until the user first
+presses Check or OK, an empty data field gets guidance, not an error.
 
-Also holds the small widgets the other dialogs share (error label, recent-entry
-combo boxes stored in QSettings).
+Also holds the small widgets and helpers the other dialogs share (error label,
+recent-entry combo boxes stored in QSettings, where file pickers start, fitting a
+dialog on a small screen).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -36,12 +41,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.io.checkpoints import Checkpoint, load_checkpoint
+from engine.io.checkpoints import Checkpoint, load_checkpoint, pickle_import_folders
 from engine.errors import LandscapeError
 from engine.io.models import build_model, parse_kwargs
 from engine.io.references import is_trusted, one_line, resolve, split_reference
+from landscape_gui.settings import AppSettings
 
 RECENT_LIMIT = 10
+SCREEN_MARGIN = 40  # pixels left free around a dialog fitted to a small screen (title bar, panel)
 DATA_SUFFIXES = (".npz", ".pt", ".pth", ".h5", ".hdf5")
 # engine.io.checkpoints words the refusal of a pickle that needs code this way.
 _PICKLE_NEEDED = "needs arbitrary unpickling"
@@ -49,6 +56,8 @@ _PICKLE_NEEDED = "needs arbitrary unpickling"
 KEY_RECENT_MODELS = "model_dialog/recent_models"
 KEY_RECENT_KWARGS = "model_dialog/recent_kwargs"
 KEY_RECENT_DATA = "model_dialog/recent_data"
+DATA_GUIDANCE = ("Name the data to measure the loss on: a .npz, .pt or .h5 file with arrays x and y, "
+                 "a built-in sample:NAME, or module:callable.")
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -137,6 +146,42 @@ def browse_button(text: str = "Browse…") -> QPushButton:
     button = QPushButton(text)
     button.setAutoDefault(False)
     return button
+
+
+def start_folder(settings: AppSettings | None, kind: str, fallback: Path) -> str:
+    """Where a file picker of ``kind`` opens: where the last such file was chosen, else ``fallback``
+    (the checkpoint's folder beats home or an unrelated recent file)."""
+    remembered = settings.remembered_folder(kind) if settings is not None else None
+    return remembered or str(fallback)
+
+
+def fit_on_screen(dialog: QWidget) -> None:
+    """Shrink ``dialog`` to its screen's free area and centre it on its parent (or the screen), title bar inside.
+
+    A dialog taller than a small screen is otherwise placed at y = 0 by the window manager, its title
+    bar (and the only handle to move it) off the top.
+    """
+    parent = dialog.parentWidget()
+    screen = (parent or dialog).screen().availableGeometry()
+    size = dialog.size().boundedTo(QSize(screen.width() - SCREEN_MARGIN, screen.height() - 2 * SCREEN_MARGIN))
+    dialog.resize(size.expandedTo(dialog.minimumSizeHint()))
+    frame = QRect(QPoint(0, 0), dialog.size())
+    frame.moveCenter(parent.frameGeometry().center() if parent is not None and parent.isVisible() else screen.center())
+    x = min(max(frame.x(), screen.left()), screen.right() + 1 - frame.width())
+    y = min(max(frame.y(), screen.top()), screen.bottom() + 1 - frame.height() - SCREEN_MARGIN)
+    dialog.move(max(x, screen.left()), max(y, screen.top()))  # move() places the frame, title bar included
+
+
+def grow_to_content(dialog: QWidget) -> None:
+    """Make a shown dialog tall enough for rows that appeared, as far as its screen allows (it keeps its place
+    unless the bottom would leave the screen)."""
+    screen = dialog.screen().availableGeometry()
+    height = min(dialog.sizeHint().height(), screen.height() - 2 * SCREEN_MARGIN)
+    if height <= dialog.height():
+        return
+    dialog.resize(dialog.width(), height)
+    top = min(dialog.frameGeometry().top(), screen.bottom() + 1 - dialog.frameGeometry().height() - SCREEN_MARGIN)
+    dialog.move(dialog.frameGeometry().left(), max(top, screen.top()))
 
 
 def row(*widgets: QWidget, stretch_first: bool = True) -> QWidget:
@@ -268,9 +313,39 @@ def automatic_choice(path: str | Path) -> ModelChoice | None:
     return choice if choice.data else None
 
 
+def locate(path: str, checkpoint_folder: Path) -> tuple[Path, str]:
+    """A file named in a field: an absolute path as it is; a relative one next to the checkpoint
+    first, then in the working directory. Returns the absolute path and where it was found."""
+    named = Path(path).expanduser()
+    if named.is_absolute():
+        return named, ""
+    places = ((checkpoint_folder, "next to the checkpoint"), (Path.cwd(), "in the working directory"))
+    for folder, where in places:
+        candidate = Path(os.path.normpath(folder.absolute() / named))
+        if candidate.exists():
+            return candidate, where
+    raise LandscapeError(f"no such file: {path} (looked next to the checkpoint, in {checkpoint_folder.absolute()}, "
+                         f"and in the working directory, {Path.cwd()})")
+
+
+def resolve_field(text: str, checkpoint_folder: Path, data_field: bool = False) -> tuple[str, str]:
+    """A model or data field with its relative file made absolute (see :func:`locate`), and a note
+    saying which file was used ("" when nothing was relative). Module references stay as they are."""
+    target, sep, attr = text.rpartition(":")
+    if sep and target.lower().endswith(".py"):
+        found, where = locate(target, checkpoint_folder)
+        return f"{found}:{attr}", (f"{target}: the one {where}, {found}" if where else "")
+    if data_field and not text.startswith("sample:") and Path(text).suffix.lower() in DATA_SUFFIXES:
+        found, where = locate(text, checkpoint_folder)
+        return str(found), (f"{text}: the one {where}, {found}" if where else "")
+    return text, ""
+
+
 def check_choice(path: str | Path, choice: ModelChoice) -> str:
     """Build the model for ``choice`` (and look at its data reference); a short success note or LandscapeError."""
-    checkpoint = load_checkpoint(path, trust_pickle=choice.trust_pickle)
+    # a trusted whole-model pickle imports its classes from the folder of the model file named
+    checkpoint = load_checkpoint(path, trust_pickle=choice.trust_pickle,
+                                 import_from=pickle_import_folders(choice.model))
     model, ref, _kwargs = build_model(checkpoint, choice.model, choice.model_kwargs)
     data = choice.data
     suffix = Path(data).suffix.lower()
@@ -304,9 +379,11 @@ class ModelDialog(QDialog):
         self.setWindowTitle("Model and data")
         self._path = Path(checkpoint)
         self._settings = settings
+        self._folders = AppSettings(settings) if settings is not None else None
         self._probe = probe_checkpoint(self._path)
         self._checked_choice: ModelChoice | None = None
         self._failed_choice: ModelChoice | None = None
+        self._tried = False  # until Check or OK, a missing field gets guidance rather than an error
         initial = initial or prefill_from_checkpoint(self._path, self._probe)
 
         from engine.builtin.datasets import DATASETS
@@ -404,19 +481,28 @@ class ModelDialog(QDialog):
             self.trust_box.setChecked(trust_pickle)
 
     def choice(self) -> ModelChoice:
-        """The fields as a ModelChoice; raises LandscapeError when they are not well-formed."""
-        model = self.model_edit.text() or None
-        if model is not None:
-            split_reference(model)
-        kwargs = parse_kwargs_text(self.kwargs_edit.text())
-        data = self.data_edit.text()
+        """The fields as a ModelChoice, relative files made absolute; LandscapeError when not well-formed."""
+        model, data, _notes = self._resolved()
         if not data:
             raise LandscapeError("name the data to measure the loss on (a file, sample:NAME or module:callable)")
-        return ModelChoice(model=model, model_kwargs=kwargs, data=data,
+        return ModelChoice(model=model, model_kwargs=parse_kwargs_text(self.kwargs_edit.text()), data=data,
                            trust_pickle=self._probe.needs_pickle and self.trust_box.isChecked())
+
+    def _resolved(self) -> tuple[str | None, str, list[str]]:
+        """Model and data with relative files found (checkpoint's folder, then working directory), and notes
+        saying which files were used."""
+        folder = self._path.absolute().parent
+        model, notes = None, []
+        if self.model_edit.text():
+            split_reference(self.model_edit.text())
+            model, note = resolve_field(self.model_edit.text(), folder)
+            notes.append(note)
+        data, note = resolve_field(self.data_edit.text(), folder, data_field=True)
+        return model, data, [n for n in notes + [note] if n]
 
     def check(self) -> bool:
         """Build the model for the current fields; show the result inline. True when it works."""
+        self._tried = True
         try:
             choice = self.choice()
         except LandscapeError as exc:
@@ -441,6 +527,7 @@ class ModelDialog(QDialog):
         return ok
 
     def accept(self) -> None:  # noqa: D102 - OK runs the check unless these fields passed it already
+        self._tried = True
         try:
             choice = self.choice()
         except LandscapeError as exc:
@@ -471,6 +558,7 @@ class ModelDialog(QDialog):
         return f"{ckpt.kind} checkpoint, {len(ckpt.state_dict)} tensors ({n:,} values); {what}"
 
     def _static_note(self) -> tuple[str, str]:
+        """The note above the status: the checkpoint's own problem, an untrusted factory, or which files are used."""
         probe = self._probe
         if probe.error:
             return probe.error, "error"
@@ -484,15 +572,25 @@ class ModelDialog(QDialog):
             if not trusted:
                 return (f"The checkpoint names {model}, which is not one of Landscape's model factories: "
                         "importing it runs its code. Check or OK confirms that you trust it.", "note")
-        return "", ""
+        try:
+            _model, _data, found = self._resolved()
+        except LandscapeError:
+            found = []
+        return ("Using " + "; ".join(found), "info") if found else ("", "")
 
     def _revalidate(self, *_args: Any) -> None:
         text, kind = self._static_note()
         self.note.show_message(text, kind)
         ok = self._probe.error is None
-        message = ""
+        message, kind = "", "error"
         if ok and self._probe.needs_pickle and not self.trust_box.isChecked():
-            ok, message = False, "This checkpoint is a pickle: tick “I trust this file” to load it (it runs code from the file)."
+            ok, message, kind = False, ("This checkpoint is a pickle: tick “I trust this file” to load it "
+                                        "(it runs code from the file)."), "note"
+        if ok and not self.data_edit.text() and not self._tried:
+            self.status.show_message(DATA_GUIDANCE, "info")
+            self.ok_button().setEnabled(True)  # OK then says what is missing
+            self.check_button.setEnabled(True)
+            return
         if ok:
             try:
                 choice = self.choice()
@@ -509,15 +607,16 @@ class ModelDialog(QDialog):
                     return
         if self._probe.error is not None:
             message = ""  # already said by the note
-        self.status.show_message(message, "error" if message else "")
+        self.status.show_message(message, kind if message else "")
         self.ok_button().setEnabled(ok)
         self.check_button.setEnabled(self._probe.error is None and
                                      not (self._probe.needs_pickle and not self.trust_box.isChecked()))
 
     def _browse_model(self) -> None:
-        start = str(self._path.parent)
+        start = start_folder(self._folders, "models", self._path.absolute().parent)
         path, _ = QFileDialog.getOpenFileName(self, "Python file that defines the model", start, "Python (*.py)")
         if path:
+            self._remember_folder("models", path)
             self.model_edit.setText(f"{path}:")
             self.model_edit.setFocus()
             self.model_edit.lineEdit().setCursorPosition(len(self.model_edit.currentText()))
@@ -525,8 +624,16 @@ class ModelDialog(QDialog):
 
     def _browse_data(self) -> None:
         current = self.data_edit.text()
-        start = current if current and Path(current).suffix.lower() in DATA_SUFFIXES else str(self._path.parent)
+        if current and Path(current).suffix.lower() in DATA_SUFFIXES and Path(current).is_file():
+            start = current
+        else:
+            start = start_folder(self._folders, "data", self._path.absolute().parent)
         path, _ = QFileDialog.getOpenFileName(self, "Data file with arrays x and y", start,
                                               "Data (*.npz *.pt *.pth *.h5 *.hdf5);;All files (*)")
         if path:
+            self._remember_folder("data", path)
             self.data_edit.setText(path)
+
+    def _remember_folder(self, kind: str, path: str) -> None:
+        if self._folders is not None:
+            self._folders.set_last_folder(kind, path)

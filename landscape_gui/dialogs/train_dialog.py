@@ -2,9 +2,13 @@
 
 The option form is built from the recipe's ``Option`` specs, so a new recipe or
 option needs no GUI change. Training runs in a ``CallbackWorker``; its progress
-callback feeds a live loss curve, a progress bar and an ETA. Cancel keeps the epoch
-training reached (the recipe writes a complete folder for it). Closing the dialog
-while training cancels and waits for the worker.
+callback feeds a live loss curve, a progress bar and an ETA. A finished run keeps the
+dialog open on its curve, with "Compute its surface" (accepts: the caller opens the
+checkpoint) and "Close". Cancel keeps the epoch training reached (the recipe writes a
+complete folder for it). Closing the dialog while training cancels and waits for the worker.
+
+Runs go to a visible folder, ``~/Landscape/runs`` until the user trains somewhere else,
+which is then remembered.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ from PySide6.QtWidgets import (
 
 from engine.errors import LandscapeError
 from engine.io.references import one_line
-from landscape_gui.dialogs.model_dialog import ErrorLabel, browse_button, row
+from landscape_gui.dialogs.model_dialog import ErrorLabel, browse_button, fit_on_screen, row, start_folder
+from landscape_gui.first_run import cache_root
+from landscape_gui.settings import AppSettings
 from landscape_gui.workers import CallbackWorker
 from samples import registry
 from samples.options import Option, check_seed, resolve
@@ -55,6 +61,9 @@ FOLDER_TAGS = {"width": "w", "channels": "c"}  # options that name the default o
 # Workers still running after a close timed out: kept alive (unparented) until their thread ends,
 # so destroying the dialog never destroys a running QThread.
 _ORPHANS: set[CallbackWorker] = set()
+
+DEFAULT_RUNS = Path.home() / "Landscape" / "runs"
+FOLDER_KIND = "samples"  # AppSettings' folder kind: where the last run's folder was
 
 KEY_RECIPE = "train_dialog/recipe"
 KEY_SEED = "train_dialog/seed"
@@ -146,18 +155,31 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def default_base(settings: AppSettings | None) -> Path:
+    """Where runs go: the folder of the last run, else ``DEFAULT_RUNS``.
+
+    Earlier versions trained into the hidden cache folder and remembered it; that folder was never
+    the user's choice, so it gives way to the visible default.
+    """
+    remembered = Path(start_folder(settings, FOLDER_KIND, DEFAULT_RUNS))
+    return DEFAULT_RUNS if remembered.is_relative_to(cache_root()) else remembered
+
+
 class TrainSampleDialog(QDialog):
-    """Pick a recipe and its options, train it with live progress; ``trained`` carries the TrainResult."""
+    """Pick a recipe and its options, train it with live progress; ``trained`` carries the TrainResult.
+
+    ``base_folder`` holds the runs; None: where the last run went (``settings``), else ``DEFAULT_RUNS``.
+    """
 
     trained = Signal(object)  # TrainResult of a run that finished (not cancelled, no error)
 
-    def __init__(self, base_folder: str | Path, settings: QSettings | None = None, parent: QWidget | None = None,
-                 accept_on_success: bool = True) -> None:
+    def __init__(self, base_folder: str | Path | None = None, settings: QSettings | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Train a sample model")
-        self._base = Path(base_folder)
         self._settings = settings
-        self._accept_on_success = accept_on_success
+        self._folders = AppSettings(settings) if settings is not None else None
+        self._base = Path(base_folder) if base_folder is not None else default_base(self._folders)
         self._option_widgets: dict[str, QWidget] = {}
         self._out_auto = True
         self._worker: CallbackWorker | None = None
@@ -210,13 +232,17 @@ class TrainSampleDialog(QDialog):
         self.plot.setLabel("bottom", "epoch")
         self.plot.setLabel("left", "train loss")
         self.plot.setLogMode(x=False, y=True)
-        self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setMenuEnabled(False)
         self.curve = self.plot.plot([], [], pen=pg.mkPen("#1f77b4", width=2))
+        self.placeholder = pg.TextItem("the loss of each epoch appears here while training", color=text_color,
+                                       anchor=(0.5, 0.5))
+        self.plot.addItem(self.placeholder, ignoreBounds=True)
+        self.placeholder.setPos(0.5, 0.5)  # the middle of an empty plot's range
+        self._show_axes(False)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("%v / %m epochs")
+        self.progress.setFormat("not started")
         self.eta = QLabel(" ")
         self.eta.setMinimumWidth(220)
         self.eta.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
@@ -244,6 +270,10 @@ class TrainSampleDialog(QDialog):
         self.cancel_button = self.buttons.addButton("Cancel training", QDialogButtonBox.ActionRole)
         self.cancel_button.setAutoDefault(False)
         self.cancel_button.setEnabled(False)
+        self.surface_button = self.buttons.addButton("Compute its surface", QDialogButtonBox.AcceptRole)
+        self.surface_button.setToolTip("Open the trained checkpoint in the New Surface dialog")
+        self.surface_button.hide()
+        self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
 
         layout = QVBoxLayout(self)
@@ -272,6 +302,13 @@ class TrainSampleDialog(QDialog):
         self.details_button.toggled.connect(self.details.setVisible)
         self._update_out()
         self.resize(max(self.sizeHint().width(), 600), max(self.sizeHint().height(), 720))
+        self._placed = False
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt naming; placed once, on the screen it opens on
+        if not self._placed:
+            self._placed = True
+            fit_on_screen(self)
+        super().showEvent(event)
 
     # -- public -----------------------------------------------------------------------------
     def recipe_name(self) -> str:
@@ -339,9 +376,13 @@ class TrainSampleDialog(QDialog):
         self._result = None
         self._epochs, self._losses, self._latest = [], [], None
         self.curve.setData([], [])
+        self._show_axes(False)
         self.plot.enableAutoRange()
+        self.surface_button.hide()
+        self.train_button.setDefault(True)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("%v / %m epochs")
         self.eta.setText("starting…")
         self.status.show_message(f"Training {name} into {out}", "info")
         self.details_button.hide()
@@ -403,11 +444,13 @@ class TrainSampleDialog(QDialog):
         self.status.show_message(f"Trained in {result.seconds:.1f} s{': ' + facts if facts else ''} → {result.out}",
                                  "ok")
         self.eta.setText(f"done in {_clock(result.seconds)}")
+        if self._folders is not None:
+            self._folders.set_last_folder(FOLDER_KIND, result.out.parent)  # the next run's default goes there too
         if self._closing:
             return
+        self.surface_button.show()
+        self.surface_button.setDefault(True)
         self.trained.emit(result)
-        if self._accept_on_success:
-            self.accept()
 
     def _on_errored(self, message: str, details: str) -> None:
         self._redraw()
@@ -455,6 +498,14 @@ class TrainSampleDialog(QDialog):
         y = np.asarray(self._losses, dtype=float)
         keep = np.isfinite(y) & (y > 0)  # a log axis shows positive values only
         self.curve.setData(x[keep], y[keep])
+        self._show_axes(bool(keep.any()))
+
+    def _show_axes(self, has_data: bool) -> None:
+        """Ticks and grid only over a curve: an empty log plot would show 2…9 of a decade nothing is in."""
+        for side in ("left", "bottom"):
+            self.plot.getAxis(side).setStyle(showValues=has_data)
+        self.plot.showGrid(x=has_data, y=has_data, alpha=0.2)
+        self.placeholder.setVisible(not has_data)
 
     def _recipe_changed(self, *_args: Any) -> None:
         self._build_options()

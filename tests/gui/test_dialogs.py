@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import QSettings, Qt
@@ -259,11 +260,14 @@ def test_train_dialog_trains_shows_progress_and_emits_the_result(qtbot, settings
     xs, ys = dialog.curve.getData()
     assert xs is not None and len(xs) >= 2
     qtbot.waitUntil(lambda: not dialog.is_training(), timeout=5000)
-    assert not dialog.isVisible()  # accepted, as when run from the app
+    assert dialog.isVisible() and dialog.surface_button.isVisible()  # the finished curve stays in view
+    with qtbot.waitSignal(dialog.accepted, timeout=2000):
+        qtbot.mouseClick(dialog.surface_button, Qt.LeftButton)  # the app then opens the checkpoint
+    assert dialog.result_value() is result
 
 
 def test_train_dialog_cancel_keeps_the_reached_epoch_and_stays_usable(qtbot, settings, tmp_path):
-    dialog = _train_dialog(qtbot, tmp_path, settings, accept_on_success=False)
+    dialog = _train_dialog(qtbot, tmp_path, settings)
     dialog.set_values(width=10, epochs=20000)
     emitted = []
     dialog.trained.connect(emitted.append)
@@ -273,7 +277,7 @@ def test_train_dialog_cancel_keeps_the_reached_epoch_and_stays_usable(qtbot, set
     qtbot.waitUntil(lambda: not dialog.is_training(), timeout=10000)
     result = dialog.result()
     assert result is not None and result.cancelled and result.checkpoint.is_file()
-    assert emitted == []  # a cancelled run is not "trained"
+    assert emitted == [] and dialog.surface_button.isHidden()  # a cancelled run is not "trained"
     assert dialog.isVisible() and dialog.train_button.isEnabled() and not dialog.cancel_button.isEnabled()
     assert dialog.status.kind == "note" and "Cancelled at epoch" in dialog.status.text()
     dialog.set_values(epochs=3)  # usable again
@@ -327,3 +331,200 @@ def test_train_dialog_form_follows_the_recipe_option_specs(qtbot, settings, tmp_
     assert "channels of both conv layers" in dialog.option_widget("channels").toolTip()
     assert dialog.description.text() == recipe.description
     assert dialog.out_edit.text().endswith("digits-cnn-c16-s0")
+
+
+def test_train_dialog_empty_plot_shows_no_ticks_until_the_curve_comes(qtbot, settings, tmp_path):
+    dialog = _train_dialog(qtbot, tmp_path, settings)
+    left, bottom = dialog.plot.getAxis("left"), dialog.plot.getAxis("bottom")
+    assert not left.style["showValues"] and not bottom.style["showValues"]  # no log decade 2…9 over nothing
+    assert dialog.placeholder.isVisible() and "appears here" in dialog.placeholder.textItem.toPlainText()
+    dialog.set_values(recipe="mlp-sine", width=10, epochs=20)
+    with qtbot.waitSignal(dialog.trained, timeout=15000):
+        dialog.start()
+    assert left.style["showValues"] and bottom.style["showValues"] and not dialog.placeholder.isVisible()
+
+
+def test_train_dialog_runs_go_to_a_visible_folder_then_where_the_last_run_went(qtbot, settings, tmp_path,
+                                                                              monkeypatch):
+    from landscape_gui.dialogs.train_dialog import DEFAULT_RUNS
+    from landscape_gui.first_run import cache_root
+    from landscape_gui.settings import AppSettings
+
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
+    (cache_root() / "runs").mkdir(parents=True, exist_ok=True)
+    AppSettings(settings).set_last_folder("samples", cache_root() / "runs")  # what earlier versions remembered
+    first = _show(qtbot, TrainSampleDialog(settings=settings))
+    assert Path(first.out_edit.text()).parent == DEFAULT_RUNS
+    assert not any(part.startswith(".") for part in DEFAULT_RUNS.relative_to(Path.home()).parts)
+    first.set_values(recipe="mlp-sine", width=10, epochs=3, out=str(tmp_path / "mine" / "run1"))
+    with qtbot.waitSignal(first.trained, timeout=15000):
+        first.start()
+    assert AppSettings(settings).last_folder("samples") == str(tmp_path / "mine")
+    again = _show(qtbot, TrainSampleDialog(settings=settings))
+    assert Path(again.out_edit.text()).parent == tmp_path / "mine"
+
+
+def test_train_dialog_fits_its_screen_with_the_title_bar_inside(qtbot, settings, tmp_path):
+    """Taller than the screen it opens on, it shrinks to the free area instead of opening at y = 0."""
+    from PySide6.QtWidgets import QWidget
+
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    parent.setGeometry(100, 120, 500, 400)
+    parent.show()
+    dialog = TrainSampleDialog(tmp_path / "runs", settings, parent=parent)
+    qtbot.addWidget(dialog)
+    screen = dialog.screen().availableGeometry()
+    dialog.resize(600, screen.height() + 300)
+    dialog.show()
+    frame = dialog.frameGeometry()
+    assert screen.contains(frame)  # title bar included: move() placed the frame
+    assert frame.height() <= screen.height() - 40
+    assert abs(frame.center().x() - parent.frameGeometry().center().x()) <= 4  # the frame is not known before
+
+
+# -- files named relative to the checkpoint, and where pickers start ----------------------------------------
+
+
+def _weights_only(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(reference_models.mlp(d=4, width=16, out=1).state_dict(), folder / "weights.pt")
+    return folder / "weights.pt"
+
+
+def test_relative_model_file_is_found_next_to_the_checkpoint_first_then_in_the_working_directory(
+        qtbot, settings, regression_case, tmp_path, monkeypatch):
+    checkpoint = _weights_only(tmp_path / "run")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    source = Path(reference_models.__file__).read_text()
+    for folder in (checkpoint.parent, work):
+        (folder / "models.py").write_text(source)
+    dialog = _show(qtbot, ModelDialog(checkpoint, settings))
+    dialog.set_values(model="models.py:mlp", data=regression_case["data"])
+    assert dialog.choice().model == f"{checkpoint.parent / 'models.py'}:mlp"
+    assert "next to the checkpoint" in dialog.note.text() and dialog.note.kind == "info"
+    assert dialog.check(), dialog.status.text()
+
+    (checkpoint.parent / "models.py").unlink()
+    dialog.set_values(model="")
+    dialog.set_values(model="models.py:mlp")  # typed again: the note follows the files now there
+    assert dialog.choice().model == f"{work / 'models.py'}:mlp"
+    assert "in the working directory" in dialog.note.text()
+
+    (work / "models.py").unlink()
+    dialog.set_values(model="")
+    dialog.set_values(model="models.py:mlp")  # typed again: the note follows the files now there
+    assert not dialog.ok_button().isEnabled() and dialog.status.kind == "error"
+    assert str(checkpoint.parent) in dialog.status.text() and str(work) in dialog.status.text()
+
+
+def test_relative_data_file_is_found_next_to_the_checkpoint(qtbot, settings, regression_case, tmp_path, monkeypatch):
+    checkpoint = _weights_only(tmp_path / "run")
+    (checkpoint.parent / "my_data.npz").write_bytes(Path(regression_case["data"]).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    dialog = _show(qtbot, ModelDialog(checkpoint, settings))
+    dialog.set_values(model=regression_case["model"], data="my_data.npz")
+    assert dialog.choice().data == str(checkpoint.parent / "my_data.npz")
+    assert "my_data.npz: the one next to the checkpoint" in dialog.note.text()
+
+
+def test_empty_data_field_shows_guidance_until_the_user_tries(qtbot, settings, regression_case, tmp_path):
+    checkpoint = _weights_only(tmp_path / "run")  # no train.npz nearby: the data field starts empty
+    dialog = _show(qtbot, ModelDialog(checkpoint, settings))
+    dialog.set_values(model=regression_case["model"])
+    assert dialog.data_edit.text() == ""
+    assert dialog.status.kind == "info" and "Name the data" in dialog.status.text()
+    qtbot.mouseClick(dialog.ok_button(), Qt.LeftButton)  # trying
+    assert dialog.isVisible() and dialog.result() == 0
+    assert dialog.status.kind == "error" and "name the data" in dialog.status.text()
+
+
+def test_trusted_pickled_model_loads_with_its_models_py_named_relative_to_the_working_directory(
+        qtbot, settings, tmp_path, monkeypatch):
+    from tests.test_pickled_models import make_project
+
+    files = make_project(tmp_path / "project")  # models.py in src/, the pickle in runs/
+    monkeypatch.chdir(files["models"].parent)
+    np.savez(tmp_path / "data.npz", x=torch.load(files["expected"])["x"].numpy(), y=np.arange(24) % 10)
+    dialog = _show(qtbot, ModelDialog(files["checkpoint"], settings))
+    assert dialog.needs_pickle
+    dialog.set_values(model="models.py:build", data=str(tmp_path / "data.npz"), trust_pickle=True)
+    assert "in the working directory" in dialog.note.text()
+    assert dialog.check(), dialog.status.text()
+    assert "ResNetish" in dialog.status.text() and "models" not in sys.modules
+    assert dialog.choice().model == f"{files['models']}:build" and dialog.choice().trust_pickle
+
+
+def _answer_file_dialog(qtbot, answer) -> list:
+    """Run ``answer(dialog)`` on the next modal QFileDialog (a static QFileDialog.get… call); returns its folders."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QFileDialog
+
+    seen: list = []
+
+    def look() -> None:
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, QFileDialog):
+            QTimer.singleShot(20, look)
+            return
+        seen.append(Path(dialog.directory().absolutePath()))
+        answer(dialog)
+
+    QTimer.singleShot(0, look)
+    return seen
+
+
+def test_data_picker_starts_where_the_last_data_file_was_and_remembers_the_next(
+        qtbot, settings, regression_case, tmp_path):
+    from landscape_gui.settings import AppSettings
+
+    checkpoint = _weights_only(tmp_path / "run")
+    last = tmp_path / "datasets"
+    last.mkdir()
+    AppSettings(settings).set_last_folder("data", last)
+    chosen = tmp_path / "elsewhere" / "d.npz"
+    chosen.parent.mkdir()
+    chosen.write_bytes(Path(regression_case["data"]).read_bytes())
+    dialog = _show(qtbot, ModelDialog(checkpoint, settings))
+
+    def choose(file_dialog) -> None:
+        file_dialog.selectFile(str(chosen))
+        file_dialog.accept()
+
+    seen = _answer_file_dialog(qtbot, choose)
+    dialog.data_browse.click()
+    assert seen == [last] and dialog.data_edit.text() == str(chosen)
+    assert AppSettings(settings).last_folder("data") == str(chosen.parent)
+    seen = _answer_file_dialog(qtbot, lambda file_dialog: file_dialog.reject())
+    dialog.model_browse.click()
+    assert seen == [checkpoint.parent]  # no model file chosen yet: the checkpoint's folder
+
+
+# -- ComputeDialog on a small screen ---------------------------------------------------------------------
+
+
+def test_compute_dialog_scrolls_its_settings_and_keeps_error_and_buttons_in_view(qtbot, settings, regression_case,
+                                                                                tmp_path):
+    dialog = _compute(qtbot, regression_case, settings)
+    Path(dialog.request().out).write_bytes(b"")  # every optional row shown: overwrite box and note
+    dialog.set_values(directions="pca", trajectory=str(tmp_path / "missing"), overwrite=True)
+    assert dialog.error_text()
+    dialog.resize(dialog.width(), 300)  # a screen far smaller than the settings
+    qtbot.waitUntil(lambda: dialog.height() <= 300)
+    assert dialog.scroll.verticalScrollBar().maximum() > 0
+    inside = dialog.rect()
+    for widget in (dialog.error, dialog.ok_button(), dialog.buttons.button(dialog.buttons.StandardButton.Cancel)):
+        top_left = widget.mapTo(dialog, widget.rect().topLeft())
+        assert widget.isVisible() and inside.contains(top_left) and inside.contains(
+            widget.mapTo(dialog, widget.rect().bottomRight())), widget
+
+
+def test_compute_dialog_counts_the_points_it_will_evaluate(qtbot, settings, regression_case):
+    dialog = _compute(qtbot, regression_case, settings)
+    dialog.set_values(x="-1:1:21", y="-1:1:11")
+    assert dialog.points_note.text() == "231 points"
+    dialog.set_values(dims=1)
+    assert dialog.points_note.text() == "21 points"

@@ -18,8 +18,8 @@ import pyqtgraph as pg
 import pytest
 import shiboken6
 from pyqtgraph.exporters import SVGExporter
-from PySide6.QtCore import QPointF, QRectF
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QByteArray, QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QApplication
 
 from engine.errors import LandscapeError
@@ -285,3 +285,151 @@ def test_context_menu_svg_export_uses_the_fixed_exporter(qapp, tmp_path):
         plot.close()
     finally:
         Exporter.Exporters[:] = saved
+
+
+# -- figures of several views ---------------------------------------------------------------------------
+class SolidPanel:
+    """A raster panel (what the OpenGL 3D view is to a figure): a flat colour at whatever size is asked."""
+
+    def __init__(self, color: tuple[int, int, int]) -> None:
+        self.color = color
+        self.sizes: list[tuple[int, int]] = []
+
+    def grab_image(self, width=None, height=None) -> QImage:
+        self.sizes.append((width, height))
+        image = QImage(width, height, QImage.Format.Format_ARGB32)
+        image.fill(QColor(*self.color))
+        return image
+
+
+def curve_figure(owned, qtbot, color=(0, 0, 255)) -> pg.GraphicsLayoutWidget:
+    """A shown plot of one coloured line with labelled axes (a profile-like view)."""
+    widget = pg.GraphicsLayoutWidget()
+    owned.append(widget)
+    widget.setBackground("w")
+    plot = widget.addPlot()
+    plot.setLabel("bottom", "distance along the slice")
+    plot.plot([0, 1, 2, 3], [3, 1, 2, 0.5], pen=pg.mkPen(color, width=2))
+    widget.resize(500, 250)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def test_figure_layout_fills_the_size_exactly_with_rows_by_weight_under_the_title(make_figure, owned, qtbot):
+    top_a, top_b, bottom = make_figure(show=True).widget, SolidPanel((255, 0, 0)), curve_figure(owned, qtbot)
+    spec = figure_export.Figure(rows=((top_a, top_b), (bottom,)), width=2100, height=1500, dpi=300,
+                                title="sine w50", row_weights=(1.0, 0.5))
+    cells = {id(panel): rect for panel, rect in figure_export.figure_layout(spec)}
+    a, b, c = cells[id(top_a)], cells[id(top_b)], cells[id(bottom)]
+    gap, title = round(figure_export.GAP_INCHES * 300), figure_export.title_height(spec)
+    assert title == round(11 * 300 / 72 * 1.8) and a.top() == b.top() == title
+    assert (a.left(), b.right() + 1, c.left(), c.right() + 1) == (0, 2100, 0, 2100)  # edge to edge
+    assert b.left() - (a.right() + 1) == gap and c.top() - (a.bottom() + 1) == gap
+    assert c.bottom() + 1 == 1500
+    assert abs(a.height() - 2 * c.height()) <= 1  # weights 1 : 0.5
+    untitled = figure_export.Figure(rows=((top_a,),), width=800, height=600)
+    assert figure_export.figure_layout(untitled)[0][1].getRect() == (0, 0, 800, 600)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"rows": (), "width": 800, "height": 600}, "choose at least one view"),
+    ({"rows": ((None,) * 40,), "width": 800, "height": 600}, "too small for 40 views"),
+    ({"rows": ((None,),), "width": 800, "height": 600, "dpi": 5000}, "dpi"),
+    ({"rows": ((None,),), "width": 0, "height": 600}, "pixels"),
+])
+def test_impossible_figures_are_one_line_errors(spec, message):
+    with pytest.raises(LandscapeError, match=message) as caught:
+        figure_export.figure_layout(figure_export.Figure(**spec))
+    assert "\n" not in str(caught.value)
+
+
+def test_figure_png_has_exact_size_recorded_dpi_title_and_each_view_in_its_cell(make_figure, owned, qtbot, tmp_path):
+    heat = make_figure(show=True)
+    solid = SolidPanel((255, 0, 255))
+    spec = figure_export.Figure(rows=((heat.widget, solid), (curve_figure(owned, qtbot),)), width=1500, height=1000,
+                                dpi=200, title="sine w50", row_weights=(1.0, 0.5))
+    out = figure_export.save_figure(spec, tmp_path / "figure.png")
+    image = QImage(str(out))
+    assert image.size().toTuple() == (1500, 1000)
+    assert image.dotsPerMeterX() == image.dotsPerMeterY() == round(200 / 0.0254)  # the PNG's pHYs
+    cells = [rect for _panel, rect in figure_export.figure_layout(spec)]
+    pixels = rgb_array(image)
+    band = pixels[: cells[0].top()]
+    assert (band.max(axis=2) < 80).sum() > 200, "no dark title text above the views"
+    solid_cell = pixels[cells[1].top():cells[1].bottom() + 1, cells[1].left():cells[1].right() + 1]
+    assert solid.sizes == [(cells[1].width(), cells[1].height())]
+    assert (np.abs(solid_cell.astype(int) - (255, 0, 255)).max(axis=2) < 3).all()
+    heat_cell = image.copy(cells[0])
+    assert distinct_colors(heat_cell) > 200  # the heatmap's gradient, in its cell only
+    profile_cell = pixels[cells[2].top():cells[2].bottom() + 1, cells[2].left():cells[2].right() + 1]
+    blue = (profile_cell[..., 2] > 150) & (profile_cell[..., 0] < 100) & (profile_cell[..., 1] < 100)
+    assert blue.sum() > 500, "the profile's blue line is missing from the bottom row"
+
+
+def test_figure_text_and_lines_keep_their_print_size_at_any_dpi(owned, qtbot):
+    """The same 5 x 2.5 in figure at 100 and 300 dpi is the same picture, three times finer: views are laid
+    out at their printed size, and lines widen with the resolution (pyqtgraph's pens are cosmetic)."""
+    widget = curve_figure(owned, qtbot)
+    before = widget.size()
+    images = [figure_export.render_figure(figure_export.Figure(rows=((widget,),), width=round(5 * dpi),
+                                                                 height=round(2.5 * dpi), dpi=dpi))
+              for dpi in (100, 300)]
+    fine = images[1].scaled(images[0].size(), Qt.AspectRatioMode.IgnoreAspectRatio,
+                            Qt.TransformationMode.SmoothTransformation)
+    coarse, fine = rgb_array(images[0]).astype(int), rgb_array(fine).astype(int)
+    assert np.abs(coarse - fine).mean() < 4, "the 300-dpi figure is laid out differently from the 100-dpi one"
+
+    def blue_run(image: QImage) -> int:  # the line's thickness where it crosses the middle column
+        column = rgb_array(image)[:, image.width() // 2]
+        return int(((column[:, 2] > 150) & (column[:, 0] < 120)).sum())
+
+    assert blue_run(images[1]) >= 2 * blue_run(images[0]) > 0  # about 3x, give or take antialiasing
+    assert widget.size() == before
+    pen = widget.getItem(0, 0).listDataItems()[0].curve.opts["pen"]
+    assert pen.widthF() == 2  # the widened pen was put back
+
+
+def test_figure_svg_is_one_vector_document_with_unique_ids_and_the_raster_view_embedded(make_figure, owned, qtbot):
+    heat = make_figure(show=True)
+    spec = figure_export.Figure(rows=((heat.widget, SolidPanel((255, 0, 255))), (curve_figure(owned, qtbot),)),
+                                width=1400, height=1000, dpi=200, title="sine & w50 <test>", row_weights=(1.0, 0.5))
+    data = figure_export.figure_bytes(spec, "svg")
+    root = ET.fromstring(data)
+    assert (root.get("width"), root.get("height"), root.get("viewBox")) == ("7.0000in", "5.0000in", "0 0 1400 1000")
+    assert root.find(f"{SVG}text").text == "sine & w50 <test>"
+    ids = [el.get("id") for el in root.iter() if el.get("id")]
+    assert len(ids) == len(set(ids)), "two views' ids collide in one document"
+    references = re.findall(r"url\(#([^)]+)\)", data.decode())
+    assert references and set(references) <= set(ids), "a clip path points at an id that is not there"
+    groups = [g for g in root.findall(f"{SVG}g") if g.get("transform", "").startswith("translate")]
+    assert len(groups) == 2  # the heatmap and the profile: vector drawings, each placed in its cell
+    for group in groups:  # each view laid out at its printed size: scaled by 200 dpi over the screen's 96
+        sx, sy = (float(v) for v in re.search(r"scale\(([^,]+),([^)]+)\)", group.get("transform")).groups())
+        assert sx == pytest.approx(200 / 96, rel=0.02) and sy == pytest.approx(200 / 96, rel=0.02)
+    assert all(el.get("vector-effect", "none") == "none" for el in root.iter()), "strokes must scale with their view"
+    images = [el.get(f"{XLINK}href") for el in root.iter(f"{SVG}image")]
+    solid = [QImage.fromData(base64.b64decode(h.split(",", 1)[1])) for h in images
+             if QImage.fromData(base64.b64decode(h.split(",", 1)[1])).pixelColor(3, 3) == QColor(255, 0, 255)]
+    assert solid, "the raster view is not embedded as a picture"
+    assert len(re.findall(r"#0000ff", data.decode())) >= 1, "the profile line is not a vector path"
+
+
+def test_figure_svg_renders_like_the_png(make_figure):
+    """Qt's own SVG renderer (SVG Tiny: no nested <svg>) draws the document as the PNG shows it."""
+    from PySide6.QtSvg import QSvgRenderer
+
+    heat = make_figure(show=True)
+    spec = figure_export.Figure(rows=((heat.widget,),), width=800, height=600, dpi=96, title="gradient")
+    renderer = QSvgRenderer(QByteArray(figure_export.figure_svg(spec)))
+    assert renderer.isValid()
+    drawn = QImage(800, 600, QImage.Format.Format_ARGB32)
+    drawn.fill(QColor("white"))
+    painter = QPainter(drawn)
+    renderer.render(painter)
+    painter.end()
+    svg, png = rgb_array(drawn).astype(int), rgb_array(figure_export.render_figure(spec)).astype(int)
+    for value in (0.0, 1.0):  # both ends of the colormap are drawn, as large in one as in the other
+        near = [(np.abs(image - CMAP.map(value)[:3]).max(axis=2) < 12).sum() for image in (svg, png)]
+        assert near[0] > 50 and abs(near[0] - near[1]) < 0.2 * near[1], (value, near)
+    assert np.abs(svg - png).mean() < 10  # Qt's SVG renderer smooths the embedded heatmap, the PNG does not
