@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from engine.io.checkpoints import save_checkpoint
 from engine.io.references import resolve as resolve_reference
+from engine.numerics.threads import forward_flops, intra_op_threads, threads_for
 from samples.files import prepare_out, write_json, write_npz
 
 # progress(epoch, total_epochs, train_loss) -> None | bool; returning False cancels.
@@ -35,10 +34,6 @@ Progress = Callable[[int, int, float], "bool | None"]
 
 OUTPUT_FILES = ("model.pt", "train.npz", "test.npz", "history.json", "recipe.json")
 MAX_HISTORY_ROWS = 250  # evaluate every epoch for short runs, ~250 times for long ones
-# A step of fewer FLOPs than this trains faster on one thread: OpenMP's fork and join cost more than the
-# work shared (mlp-sine width 50: 1.6 s on one thread, 4.7 s on two, 9.9 s on two of a busy machine;
-# width 500 and digits-cnn, above it, keep every thread: 1.2 s and 1.75 s on two against 1.9 s on one).
-SMALL_STEP_FLOPS = 5e6
 
 
 @dataclass
@@ -152,26 +147,6 @@ def build_model(job: Job) -> nn.Module:
         return resolve_reference(job.model_factory)(**job.model_kwargs)
 
 
-def step_threads(model: nn.Module, x: torch.Tensor) -> int:
-    """Threads for a training step: one when a step is too small to share (decided from its FLOPs, not
-    timing, so the same recipe always trains the same way, to the same bits)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return 1 if counter.get_total_flops() < SMALL_STEP_FLOPS else torch.get_num_threads()
-
-
-@contextmanager
-def threads(count: int) -> Iterator[None]:
-    """Use ``count`` intra-op threads in this thread (OpenMP's setting is per thread: the app's other
-    threads keep theirs)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def run(job: Job, out: Path, progress: Progress | None = None) -> TrainResult:
     """Train ``job`` and write its output folder; progress returning False stops early.
 
@@ -180,7 +155,7 @@ def run(job: Job, out: Path, progress: Progress | None = None) -> TrainResult:
     """
     model = build_model(job)
     batch = len(job.train_data[0]) if job.batch_size <= 0 else job.batch_size
-    with threads(step_threads(model, job.train_data[0][:batch])):
+    with intra_op_threads(threads_for(3 * forward_flops(model, job.train_data[0][:batch]))):  # forward + backward
         return _run(job, model, Path(out), progress)
 
 

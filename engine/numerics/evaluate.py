@@ -39,6 +39,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from engine.errors import LandscapeError
+from engine.numerics.threads import forward_flops, intra_op_threads, threads_for
 from engine.numerics.problem import VMAP_STACK_SHARE, Problem, activation_bytes
 
 STRATEGIES = ("auto", "inplace", "vmap")
@@ -98,6 +99,8 @@ class PointEvaluator:
             )
         if problem.device.type == "cpu":
             keep_freed_memory()
+        # Small models run on one thread (see engine.numerics.threads), decided from their FLOPs.
+        self.threads = threads_for(forward_flops(problem.model, next(iter(problem.batches()))[0]))
         # In the module's own layout (channels_last conv weights), so the per-point adds stay dense.
         self.basis = [{name: _like(module_state[name], d) for name, d in direction.items()} for direction in basis]
         for direction in self.basis:
@@ -123,7 +126,10 @@ class PointEvaluator:
         With ``strategy="auto"`` the first call times both strategies and sets ``strategy``
         to the faster before it returns anything (see :meth:`_choose`).
         """
-        coords = np.asarray(coords, dtype=np.float64).reshape(-1, len(self.basis))
+        with intra_op_threads(self.threads):
+            return self._evaluate(np.asarray(coords, dtype=np.float64).reshape(-1, len(self.basis)))
+
+    def _evaluate(self, coords: np.ndarray) -> Values:
         computed = self._choose(coords) if self.strategy == "auto" else {}
         losses = np.empty(len(coords))
         accs = np.empty(len(coords)) if self.problem.classification else None
