@@ -11,19 +11,31 @@ Two numbers the desktop app promises (issue 3):
   Budget: well under a frame (16.7 ms). The reference is how a script redraws a profile:
   ``line.set_data`` + ``canvas.draw`` of a matplotlib figure of the same size.
 
-Run: ``QT_QPA_PLATFORM=offscreen python benchmarks/gui_speed.py [--points 201] [--steps 200]``
+* **first launch** (``--first-launch``): a fresh cache, the window shown on a real X
+  server; seconds until the sample is *trained* (next to ``landscape train`` of the same
+  recipe under the same load), until a meaningful *picture* (the 5 x 5 coarse lattice
+  computed, drawn as a low-resolution map) and until *finished* (10201 points). Promise
+  (issue 8): idle, finished within 5 s; beside one CPU-bound process (``--busy``), training
+  no slower than the CLI's and a picture within 10 s.
+
+Run: ``QT_QPA_PLATFORM=offscreen python benchmarks/gui_speed.py [--points 201] [--steps 200]``;
+``xvfb-run -a python benchmarks/gui_speed.py --first-launch [--busy] [--runs 3]``
 (needs ``pip install matplotlib`` for the reference). Prints medians, p95 and the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 FRAME_MS = 1000 / 60
+COARSE_LATTICE = 25  # 5 x 5 points: levels 0 to 2 of both axes of the sample's 101 x 101 grid
 
 
 def make_surface(folder: Path, points: int) -> Path:
@@ -138,12 +151,102 @@ def summary(name: str, seconds: list[float]) -> tuple[float, float]:
     return median, p95
 
 
+@contextmanager
+def busy(enabled: bool) -> Iterator[None]:
+    """One CPU-bound process alongside, as on a shared machine."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if enabled else None
+    try:
+        yield
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+
+
+def cli_training(folder: Path) -> float:
+    """The CLI's own training time for the same recipe (recipe.json's seconds)."""
+    out = folder / "cli"
+    subprocess.run([sys.executable, "-m", "landscape_cli", "train", "mlp-sine", "--out", str(out)], check=True,
+                   capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    return float(json.loads((out / "recipe.json").read_text())["seconds"])
+
+
+def app_first_launch(folder: Path) -> dict[str, float]:
+    """Milestones of one first launch in a fresh cache, in a window on the real display."""
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from landscape_gui.app import make_app
+    from landscape_gui.first_launch import start_sample
+    from landscape_gui.first_run import FirstRun
+    from landscape_gui.main_window import MainWindow
+    from landscape_gui.settings import AppSettings
+
+    app = make_app()
+    window = MainWindow(settings=AppSettings(QSettings(str(folder / "settings.ini"), QSettings.IniFormat)))
+    window.resize(1400, 900)
+    window.show()
+    QApplication.processEvents()
+    shown = time.perf_counter()
+    marks: dict[str, float] = {}
+    run = FirstRun(folder=folder / "sample")
+
+    def drawn(landscape) -> None:  # the views redraw on this event
+        if "picture" not in marks and landscape.progress[0] >= COARSE_LATTICE:
+            marks["picture"] = time.perf_counter() - shown
+
+    def finished(*_args) -> None:
+        marks["finished"] = time.perf_counter() - shown
+        app.quit()
+
+    window.state.updated.connect(drawn)
+    window.runner.finished.connect(finished)
+    start_sample(window, run)
+    QTimer.singleShot(180_000, app.quit)
+    app.exec()
+    marks["trained"] = float(json.loads((run.folder / "recipe.json").read_text())["seconds"])
+    window.close()
+    return marks
+
+
+def first_launch_main(args: argparse.Namespace) -> int:
+    """Milestones of fresh first launches (each in its own process), idle or beside a busy process."""
+    if not os.environ.get("DISPLAY"):
+        print("run under an X server: xvfb-run -a python benchmarks/gui_speed.py --first-launch", file=sys.stderr)
+        return 2
+    rows: dict[str, list[float]] = {"trained": [], "cli trained": [], "picture": [], "finished": []}
+    with busy(args.busy):
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = subprocess.run([sys.executable, __file__, "--one-launch", tmp], check=True, capture_output=True,
+                                     text=True, env={**os.environ, "QT_QPA_PLATFORM": "xcb"})
+                marks = json.loads(out.stdout.strip().splitlines()[-1])
+                for key in ("trained", "picture", "finished"):
+                    rows[key].append(marks.get(key, float("nan")))
+                rows["cli trained"].append(cli_training(Path(tmp)))
+    load = "one CPU-bound process alongside" if args.busy else "idle"
+    print(f"first launch, {load}, {args.runs} runs (seconds; median [min .. max])")
+    for key, values in rows.items():
+        print(f"  {key:12s} {statistics.median(values):6.2f} [{min(values):.2f} .. {max(values):.2f}]")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=201, help="grid side (default 201)")
     parser.add_argument("--steps", type=int, default=200, help="drag steps to time")
     parser.add_argument("--repeats", type=int, default=5, help="times the file is opened")
+    parser.add_argument("--first-launch", action="store_true",
+                        help="time the first launch instead (under a real X server: xvfb-run -a ...)")
+    parser.add_argument("--busy", action="store_true", help="--first-launch beside one CPU-bound process")
+    parser.add_argument("--runs", type=int, default=3, help="--first-launch: launches, each in a fresh process")
+    parser.add_argument("--one-launch", metavar="DIR", help=argparse.SUPPRESS)  # one launch, in this process
     args = parser.parse_args()
+    if args.one_launch:
+        print(json.dumps(app_first_launch(Path(args.one_launch))))
+        return 0
+    if args.first_launch:
+        return first_launch_main(args)
 
     from PySide6.QtCore import QSettings
 

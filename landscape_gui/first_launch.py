@@ -9,6 +9,7 @@ from samples import registry
 
 TRAINING_TEXT = "Training the sample model… then computing its surface"
 COMPUTING_TEXT = "Computing the sample's loss surface…"
+PROGRESS_SECONDS = 0.1  # the map's bar needs no more; each report costs the training thread the GIL
 
 
 def start_sample(window, run: FirstRun | None = None) -> FirstRun:
@@ -21,7 +22,7 @@ def start_sample(window, run: FirstRun | None = None) -> FirstRun:
     def work(report):
         return registry.train(run.recipe, run.folder, seed=run.seed, progress=report, **run.options)
 
-    worker = CallbackWorker(work, parent=window)
+    worker = CallbackWorker(work, parent=window, min_interval=PROGRESS_SECONDS)
 
     def progressed(args) -> None:
         epoch, total, loss = args
@@ -59,5 +60,5 @@ def _compute_or_open(window, run: FirstRun) -> None:
         if complete:
             window.open_grid(run.surface)
             return
-    window.heatmap.set_status(COMPUTING_TEXT)  # until its first points are drawn
+    window.say_in_map(COMPUTING_TEXT)  # until its first points are drawn
     window.submit(run.surface_request())  # a partial file with the same settings is resumed

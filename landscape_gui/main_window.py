@@ -95,7 +95,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.cancel_running)
         self.task = None  # a background task other than a job (the first launch's training)
-        self._task_text = ""
+        self._map_text: str | None = None  # what the map says while it has no picture (first launch)
         bar = self.statusBar()
         bar.addWidget(self.hover_label, 1)
         bar.addPermanentWidget(self.eta_label)
@@ -372,10 +372,18 @@ class MainWindow(QMainWindow):
         """Run a background task (the first launch's training): ``text`` says in the map what is happening,
         the status bar shows its progress; Cancel stops it, closing the window waits for it."""
         self.task = worker
-        self._task_text = text
         self.progress_bar.setFormat("%p%")
-        self.heatmap.set_status(text, 0, None)
+        self.say_in_map(text)
         self._show_progress(True)
+
+    def say_in_map(self, text: str | None) -> None:
+        """What the map says until it has a picture, with the running task's or job's progress under it.
+
+        The bar is determinate from the start (0 of 1 until the first report): a busy bar
+        animates, and every frame of it recomposes the whole GL window.
+        """
+        self._map_text = text
+        self.heatmap.set_status(text, 0 if text else None, 1 if text else None)
 
     def task_progressed(self, value: int, maximum: int, note: str = "") -> None:
         """Show a task's progress at the next redraw tick (see :meth:`_job_progressed` for why)."""
@@ -385,7 +393,7 @@ class MainWindow(QMainWindow):
     def end_task(self, message: str = "", next_step: str | None = None) -> None:
         """The task has ended; ``next_step`` says in the map what comes now (until a picture shows)."""
         self.task = None
-        self.heatmap.set_status(next_step)
+        self.say_in_map(next_step)
         if not self.runner.busy:
             self._show_progress(False)
         if message:
@@ -444,15 +452,15 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, maximum)
             self.progress_bar.setValue(value)
             self.eta_label.setText(note)
-            if self.task is not None:
-                self.heatmap.set_status(self._task_text, value, maximum)
+            if self._map_text is not None:
+                self.heatmap.set_status(self._map_text, value, maximum)
 
     def _job_ended(self, request, reread: bool = False) -> Landscape | None:
         """Whatever the ending: stop pending redraws and show the landscape as it now is."""
         self._redraw_timer.stop()
         self._stale.clear()
         self._pending_status = None
-        self.heatmap.set_status(None)
+        self.say_in_map(None)
         landscape = self.state.find(request.out) if request is not None else None
         if landscape is not None:
             landscape.computing = False

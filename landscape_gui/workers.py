@@ -8,6 +8,8 @@ boundary with everything it computed already on disk. Workers never touch widget
 
 from __future__ import annotations
 
+import math
+import time
 import traceback
 from typing import Any, Callable, Iterable
 
@@ -135,19 +137,28 @@ class CallbackWorker(_Worker):
     """Runs ``func(report)`` in a thread, for engine calls that report through a callback.
 
     ``report(*args)`` emits ``progress(args)`` and returns False once :meth:`cancel`
-    was called, which is how ``samples.registry.train`` learns to stop. It ends with
-    ``errored(message, details)`` or ``returned(result)``; a cancelled call that still
-    returns (training keeps the epoch it reached) emits ``aborted()`` just before.
+    was called, which is how ``samples.registry.train`` learns to stop. With
+    ``min_interval`` seconds, reports closer together than that are not emitted (only
+    the latest matters to a progress bar, and every signal costs the GUI thread the
+    GIL); cancel is still seen at every call. It ends with ``errored(message, details)``
+    or ``returned(result)``; a cancelled call that still returns (training keeps the
+    epoch it reached) emits ``aborted()`` just before.
     """
 
     progress = Signal(object)
 
-    def __init__(self, func: Callable[[Callable[..., bool]], Any], parent: QObject | None = None) -> None:
+    def __init__(self, func: Callable[[Callable[..., bool]], Any], parent: QObject | None = None,
+                 min_interval: float = 0.0) -> None:
         super().__init__(parent)
         self._func = func
+        self._min_interval = min_interval
+        self._last_emit = -math.inf
 
     def _report(self, *args: Any) -> bool:
-        self.progress.emit(args)
+        now = time.monotonic()
+        if now - self._last_emit >= self._min_interval:
+            self._last_emit = now
+            self.progress.emit(args)
         return not self._cancelled
 
     def run(self) -> None:  # noqa: D102 - QThread entry point

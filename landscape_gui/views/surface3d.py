@@ -294,20 +294,15 @@ class Surface3DView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._gl = None
-        self._label: QLabel | None = None
         self.reset_button: QToolButton | None = None
-        if self._available:
-            try:
-                self._build_gl()
-            except Exception as error:  # keep the app alive whatever pyqtgraph.opengl does
-                self._available = False
-                self._reason = f"3D view could not start: {_one_line(error)}"
-                self._gl = None
-        if self._gl is not None:
-            layout.addWidget(self._gl)
-        else:
-            self._label = self._make_label(self._reason)
-            layout.addWidget(self._label)
+        # OpenGL starts with the first surface: until then the window composes without it, which
+        # on software OpenGL (most servers and VMs) keeps the first launch's training at CLI speed.
+        self._label = self._make_label(f"3D view unavailable.\n{self._reason}" if not self._available else "")
+        if self._available:  # standing in for the OpenGL view: its colours
+            background = pg.mkColor(pg.getConfigOption("background"))
+            text = "#dcdcdc" if background.lightnessF() < 0.5 else "#282828"
+            self._label.setStyleSheet(f"background: {background.name()}; color: {text};")
+        layout.addWidget(self._label)
         if state is not None:
             self._follow(state)
 
@@ -355,6 +350,7 @@ class Surface3DView(QWidget):
             self._colormap = colormap
             self._lut = colormap_lut(colormap)
         self.message = ""
+        self._start_gl()
         self._redraw(geometry=True)
 
     def set_slice(self, segment: tuple[tuple[float, float], tuple[float, float]] | None) -> None:
@@ -369,6 +365,8 @@ class Surface3DView(QWidget):
         self._drawn_x = self._drawn_y = None
         self.message = message
         if self._gl is None:
+            if self._available:
+                self._label.setText(message)
             return
         for item in self._scene_items():
             item.hide()
@@ -487,8 +485,24 @@ class Surface3DView(QWidget):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _make_label(self, reason: str) -> QLabel:
-        label = QLabel(f"3D view unavailable.\n{reason}", self)
+    def _start_gl(self) -> None:
+        """Build the OpenGL view in place of the label, once (a failure leaves the label saying why)."""
+        if self._gl is not None or not self._available:
+            return
+        try:
+            self._build_gl()
+        except Exception as error:  # keep the app alive whatever pyqtgraph.opengl does
+            self._available = False
+            self._reason = f"3D view could not start: {_one_line(error)}"
+            self._gl = None
+            self._label.setText(f"3D view unavailable.\n{self._reason}")
+            return
+        self.layout().replaceWidget(self._label, self._gl)
+        self._label.hide()
+        self._update_labels()
+
+    def _make_label(self, text: str) -> QLabel:
+        label = QLabel(text, self)
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         label.setWordWrap(True)
         label.setMargin(16)

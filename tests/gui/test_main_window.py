@@ -343,16 +343,20 @@ def test_first_launch_trains_the_sample_and_fills_in_its_surface(window, qtbot, 
     window.runner.progressed.connect(lambda _r, p: seen.append(p.done))
     finished = []
     window.runner.finished.connect(lambda *_: finished.append(True))
-    notices = []  # what the map said at each redraw tick
-    window._redraw_timer.timeout.connect(lambda: notices.append(window.heatmap.notice.text()))
+    said = []  # what the map was told to say, in order (however fast each step is)
+    set_status = window.heatmap.set_status
+    busy_bars = []  # a busy (animated) bar repaints the GL window every frame: never shown
+    monkeypatch.setattr(window.heatmap, "set_status", lambda text, *a: said.append(text) or busy_bars.append(
+        text is not None and (len(a) < 2 or a[1] is None)) or set_status(text, *a))
     start_sample(window, run)
     assert window.heatmap.notice.text() == "Training the sample model… then computing its surface"
     qtbot.waitUntil(lambda: bool(finished or window.errors), timeout=120000)
     assert not window.errors
     assert window.heatmap.notice.text() == ""  # the picture is there: no message over it
-    said = [n for n in notices if n]
-    assert said and set(said) <= {"Training the sample model… then computing its surface",
-                                  "Computing the sample's loss surface…"}
+    steps = [text for k, text in enumerate(said) if k == 0 or text != said[k - 1]]
+    assert steps == ["Training the sample model… then computing its surface",
+                     "Computing the sample's loss surface…", None]
+    assert not any(busy_bars)
     assert not run.needs_training()
     landscape = window.state.current
     assert landscape is not None and landscape.path == run.surface and landscape.complete

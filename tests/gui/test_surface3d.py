@@ -167,10 +167,12 @@ GL_SCRIPT = textwrap.dedent(
     z = xx**2 + yy**2
     z[5:10, 6:14] = np.nan  # holes: not computed
     z[20, 30] = np.inf
-    item = getattr(view, "_surface", None)
 
-    # a job filling the surface in, row by row
+    # a job filling the surface in, row by row (OpenGL starts with the first surface)
+    report["gl_before_a_surface"] = getattr(view, "_gl", None) is not None
     partial = np.full_like(z, np.nan)
+    view.set_surface(x, y, partial, (0.0, 2.0), cmap)
+    item = getattr(view, "_surface", None)
     t0 = time.perf_counter()
     for j in range(0, len(y), 4):
         partial[: j + 4] = z[: j + 4]
@@ -244,6 +246,7 @@ def test_real_opengl_under_xvfb(tmp_path: Path) -> None:
     assert report["status"][0] is True, report["status"]
     assert report["available"] is True
     assert report["item_reused"] is True
+    assert report["gl_before_a_surface"] is False  # no OpenGL composition before there is a surface
     assert report["update_s"] < 0.25, report
     assert report["disabled"][0] is False and surface3d.DISABLE_ENV in report["disabled"][1]
     assert report["no_pyopengl"] == [False, "PyOpenGL is not installed: pip install PyOpenGL"]
