@@ -396,10 +396,13 @@ def _png_bytes(image: QImage) -> bytes:
 
 
 # -- figures of several views ----------------------------------------------------------------------
+SCREEN_DPI = 96.0  # what Qt lays views out at: a figure at another DPI scales its text and lines by dpi / 96
+
+
 class RasterPanel(Protocol):
     """A view that only exists as pixels (the OpenGL 3D view): it draws itself at a given size."""
 
-    def grab_image(self, width: int | None = None, height: int | None = None) -> QImage: ...
+    def grab_image(self, width: int | None = None, height: int | None = None, scale: float = 1.0) -> QImage: ...
 
 
 Panel = Union[Target, RasterPanel]
@@ -416,7 +419,7 @@ class Figure:
     rows: tuple[tuple[Panel, ...], ...]
     width: int
     height: int
-    dpi: float = 96.0
+    dpi: float = SCREEN_DPI
     title: str = ""
     row_weights: tuple[float, ...] = ()
 
@@ -502,7 +505,7 @@ def _is_vector(panel: Panel) -> bool:
 def _panel_image(panel: Panel, size: QSize, dpi: float) -> QImage:
     if _is_vector(panel):
         return render_image(panel, size.width(), size.height(), dpi=dpi)
-    picture = panel.grab_image(size.width(), size.height())
+    picture = panel.grab_image(size.width(), size.height(), scale=dpi / SCREEN_DPI)
     if picture.isNull():
         raise LandscapeError("the 3D view could not be drawn; leave it out of the figure")
     return picture if picture.size() == size else picture.scaled(size, Qt.AspectRatioMode.IgnoreAspectRatio,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
+import shiboken6
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QFont, QFontMetrics
 
@@ -139,7 +140,9 @@ class CompareView(pg.GraphicsLayoutWidget):
         self.colorbar.setImageItem([panel.image for panel in self.panels])
         self.colorbar.axis.enableAutoSIPrefix(False)
         self.addItem(self.colorbar, row=0, col=columns, rowspan=rows)
-        self.readout = self.addLabel(HOVER_HINT, row=rows, col=0, colspan=columns + 1, color=(60, 60, 60))
+        # The hint shows only while the mouse is over the view, so an exported figure never carries it.
+        self.readout = self.addLabel(HOVER_HINT if self.underMouse() else "", row=rows, col=0,
+                                     colspan=columns + 1, color=(60, 60, 60))
         self.refresh(reset_range=True)
 
     def _add_plot(self, row: int, column: int, landscape: Landscape) -> pg.PlotItem:
@@ -168,6 +171,19 @@ class CompareView(pg.GraphicsLayoutWidget):
                 panel.reset_range()
         self.colorbar.setLevels(self.levels)
         self.colorbar.axis.setLabel(value_label(view.metric, view.scale))
+
+    def enterEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        self._hint(HOVER_HINT)
+        super().enterEvent(event)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        self._hint("")
+        super().leaveEvent(event)
+
+    def _hint(self, text: str) -> None:
+        """The readout's text when no panel is hovered (the label may be gone while the view closes)."""
+        if self.readout is not None and shiboken6.isValid(self.readout.item):
+            self.readout.setText(text)
 
     def _mouse_moved(self, scene_pos: QPointF) -> None:
         if self.readout is None:

@@ -169,7 +169,7 @@ class ProfileView(pg.GraphicsLayoutWidget):
         view = self.state.view
         log = view.scale == "log" and "loss" in view.metric
         self.plot.setLogMode(y=log)  # the accuracy axis stays linear (AccuracyAxis)
-        self.plot.setLabel("left", view.metric + (" (log scale)" if log else ""))
+        self.plot.setLabel("left", view.metric)  # short, so a low plot (a figure's row) keeps it whole
         self.plot.enableAutoRange()
 
     def _on_alpha_axis(self) -> bool:

@@ -18,15 +18,18 @@ the panel changes shape, until the user moves it (then "Reset view" frames it ag
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import importlib
 import importlib.util
 import math
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer
-from PySide6.QtGui import QColor, QGuiApplication, QImage, QOffscreenSurface, QOpenGLContext
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QOffscreenSurface, QOpenGLContext
 from PySide6.QtWidgets import QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from engine.display.profile import surface_path
@@ -407,11 +410,12 @@ class Surface3DView(QWidget):
         )
         self._fitted_camera = self._camera()
 
-    def grab_image(self, width: int | None = None, height: int | None = None) -> QImage:
-        """A picture of the view (for screenshots), at the given size or the widget's own.
+    def grab_image(self, width: int | None = None, height: int | None = None, scale: float = 1.0) -> QImage:
+        """A picture of the view (for screenshots and figures), at the given size or the widget's own.
 
-        With OpenGL this reads the GL framebuffer (``QWidget.grab`` would miss the GL content);
-        without, it renders the fallback label.
+        ``scale`` enlarges text and lines as a figure printed at ``scale`` x 96 dpi needs, so
+        they keep their size next to the other views. With OpenGL this reads the GL framebuffer
+        (``QWidget.grab`` would miss the GL content); without, it renders the fallback label.
         """
         target: QWidget = self._gl if self._gl is not None else self._label
         old = target.size()
@@ -421,7 +425,8 @@ class Surface3DView(QWidget):
         if resized:
             target.resize(size)
         try:
-            image = self._gl.grabFramebuffer() if self._gl is not None else target.grab().toImage()
+            with self._printed(scale):
+                image = self._gl.grabFramebuffer() if self._gl is not None else target.grab().toImage()
         finally:
             if resized:
                 target.resize(old)
@@ -430,6 +435,29 @@ class Surface3DView(QWidget):
             image = image.scaled(size, Qt.AspectRatioMode.IgnoreAspectRatio,
                                  Qt.TransformationMode.SmoothTransformation)
         return image
+
+    @contextmanager
+    def _printed(self, scale: float) -> Iterator[None]:
+        """Text and lines ``scale`` times larger for the block (a figure at a higher resolution)."""
+        if self._gl is None or scale == 1.0:
+            yield
+            return
+        texts = [*self._text_items, self._message]
+        fonts = [item.font for item in texts]
+        widths = [(line, line.width) for line in (self._slice, self._slice_behind)]
+        for item, font in zip(texts, fonts):
+            larger = QFont(font)
+            larger.setPointSizeF(font.pointSizeF() * scale)
+            item.setData(font=larger)
+        for line, width in widths:
+            line.setData(width=width * scale)
+        try:
+            yield
+        finally:
+            for item, font in zip(texts, fonts):
+                item.setData(font=font)
+            for line, width in widths:
+                line.setData(width=width)
 
     # -- following a state ----------------------------------------------------------------------
 

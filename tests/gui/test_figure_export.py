@@ -294,9 +294,11 @@ class SolidPanel:
     def __init__(self, color: tuple[int, int, int]) -> None:
         self.color = color
         self.sizes: list[tuple[int, int]] = []
+        self.scales: list[float] = []
 
-    def grab_image(self, width=None, height=None) -> QImage:
+    def grab_image(self, width=None, height=None, scale=1.0) -> QImage:
         self.sizes.append((width, height))
+        self.scales.append(scale)
         image = QImage(width, height, QImage.Format.Format_ARGB32)
         image.fill(QColor(*self.color))
         return image
@@ -359,6 +361,7 @@ def test_figure_png_has_exact_size_recorded_dpi_title_and_each_view_in_its_cell(
     assert (band.max(axis=2) < 80).sum() > 200, "no dark title text above the views"
     solid_cell = pixels[cells[1].top():cells[1].bottom() + 1, cells[1].left():cells[1].right() + 1]
     assert solid.sizes == [(cells[1].width(), cells[1].height())]
+    assert solid.scales == [200 / 96]  # the 3D view's text and lines grow with the DPI like the others'
     assert (np.abs(solid_cell.astype(int) - (255, 0, 255)).max(axis=2) < 3).all()
     heat_cell = image.copy(cells[0])
     assert distinct_colors(heat_cell) > 200  # the heatmap's gradient, in its cell only

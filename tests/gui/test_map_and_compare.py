@@ -244,6 +244,8 @@ def test_hovering_a_compare_panel_reads_out_its_point(qtbot, tmp_path, no_mouse_
     assert text.startswith("b:") and f"train_loss {surface.values['train_loss'][5, 20]:.6g}" in text
     hover(compare, QPointF(2, 2))  # off every panel: the readout goes back to its hint
     assert compare.readout.text == HOVER_HINT
+    QApplication.sendEvent(compare, QEvent(QEvent.Type.Leave))  # the mouse leaves the view: no hint
+    assert compare.readout.text == ""  # (so an exported figure never shows it)
 
 
 # -- the side panels --------------------------------------------------------------------------------------
