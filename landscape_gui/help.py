@@ -8,6 +8,7 @@ own actions, so it is never out of date.
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from importlib import metadata
 
@@ -19,12 +20,15 @@ DISTRIBUTION = "landscape"
 
 
 def tour_text() -> str:
-    """The README in Markdown, from the installed package's metadata."""
+    """The README in Markdown, from the installed package's metadata (its screenshot left out:
+    the app itself is on the screen, and the picture would only overflow the window)."""
     try:
         text = metadata.metadata(DISTRIBUTION).get_payload()  # type: ignore[attr-defined]
     except metadata.PackageNotFoundError:
         text = ""
-    return text or "The tour is the project's README.md; this installation does not carry it."
+    if not text:
+        return "The tour is the project's README.md; this installation does not carry it."
+    return re.sub(r"^!\[[^\]]*\]\([^)]*\)\s*$", "", text, flags=re.M)
 
 
 def versions() -> dict[str, str]:
