@@ -65,3 +65,31 @@ def window(qtbot, tmp_path: Path):
     qtbot.waitExposed(win)
     yield win
     win.runner.cancel_all(wait=True)
+
+
+def run_under_xvfb(script: str, tmp_path: Path, *args: str, timeout: float = 90) -> dict:
+    """Run a GL script on a real X server (xvfb-run) in a subprocess, so a GL crash cannot take pytest
+    down; its last stdout line is a JSON report. Skips where Xvfb or Qt's xcb platform is missing."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    xvfb_run = shutil.which("xvfb-run")
+    if xvfb_run is None:
+        pytest.skip("xvfb-run is not installed (Debian: apt-get install xvfb xauth libgl1-mesa-dri)")
+    path = tmp_path / "gl_script.py"
+    path.write_text(script)
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "LANDSCAPE_NO_OPENGL")}
+    env["QT_QPA_PLATFORM"] = "xcb"
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    command = [xvfb_run, "-a", "-s", "-screen 0 1280x1024x24", sys.executable, str(path), *args]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=str(root))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the OpenGL script under Xvfb did not finish within {timeout:.0f} s")
+    if "Could not load the Qt platform plugin" in done.stderr:
+        pytest.skip("Qt's xcb platform cannot load here (missing libxcb-* packages): " + done.stderr[-300:])
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -7,11 +7,6 @@ triangles) are tested first, without Qt. The 3D view's OpenGL drawing runs in a 
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -28,6 +23,7 @@ from PySide6.QtGui import QFontMetrics, QImage  # noqa: E402
 from engine.jobs.surface import SurfaceJob, SurfaceRequest, line_request  # noqa: E402
 from landscape_gui.state import AppState, Curve, Landscape  # noqa: E402
 from landscape_gui.views import surface3d  # noqa: E402
+from tests.gui.conftest import run_under_xvfb  # noqa: E402
 from landscape_gui.views.profile import PALETTE, ProfileView, curve_from_profile  # noqa: E402
 from landscape_gui.views.surface3d import Surface3DView  # noqa: E402
 
@@ -418,24 +414,7 @@ def _colormap_pixels(pixels: np.ndarray, name: str) -> int:
 
 
 def test_3d_view_follows_the_state_on_real_opengl(files, tmp_path: Path) -> None:
-    xvfb_run = shutil.which("xvfb-run")
-    if xvfb_run is None:
-        pytest.skip("xvfb-run is not installed (Debian: apt-get install xvfb xauth libgl1-mesa-dri)")
-    script = tmp_path / "gl_state.py"
-    script.write_text(GL_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", surface3d.DISABLE_ENV)}
-    env["QT_QPA_PLATFORM"] = "xcb"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    command = [xvfb_run, "-a", "-s", "-screen 0 1280x1024x24", sys.executable, str(script),
-               str(files["a"]), str(files["one_d"]), str(tmp_path)]
-    try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90, cwd=str(ROOT), check=False)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the OpenGL view under Xvfb did not finish within 90 s")
-    if "Could not load the Qt platform plugin" in done.stderr:
-        pytest.skip("Qt's xcb platform cannot load here (missing libxcb-* packages): " + done.stderr[-300:])
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr[-3000:]}"
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_under_xvfb(GL_SCRIPT, tmp_path, str(files["a"]), str(files["one_d"]), str(tmp_path))
     assert report["available"] is True
     assert report["empty_message"].startswith("Open a 2D surface")
 

@@ -6,11 +6,6 @@ can never take pytest down with it.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,6 +18,7 @@ pg = pytest.importorskip("pyqtgraph")
 from PySide6.QtGui import QImage  # noqa: E402
 
 from landscape_gui.views import surface3d  # noqa: E402
+from tests.gui.conftest import run_under_xvfb  # noqa: E402
 from landscape_gui.views.surface3d import (  # noqa: E402
     BOX_HEIGHT,
     NAN_COLOR,
@@ -225,23 +221,8 @@ def _lut_matches(rgb: np.ndarray, lut: np.ndarray, tolerance: float = 14.0) -> n
 
 
 def test_real_opengl_under_xvfb(tmp_path: Path) -> None:
-    xvfb_run = shutil.which("xvfb-run")
-    if xvfb_run is None:
-        pytest.skip("xvfb-run is not installed (Debian: apt-get install xvfb xauth libgl1-mesa-dri)")
-    script = tmp_path / "gl_view.py"
-    script.write_text(GL_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", surface3d.DISABLE_ENV)}
-    env["QT_QPA_PLATFORM"] = "xcb"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    command = [xvfb_run, "-a", "-s", "-screen 0 1280x1024x24", sys.executable, str(script), str(tmp_path)]
-    try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, cwd=str(ROOT))
-    except subprocess.TimeoutExpired:
-        pytest.fail("the OpenGL view under Xvfb did not finish within 60 s")
-    if "Could not load the Qt platform plugin" in done.stderr:
-        pytest.skip("Qt's xcb platform cannot load here (missing libxcb-* packages): " + done.stderr[-300:])
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr[-3000:]}"
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert surface3d.DISABLE_ENV == "LANDSCAPE_NO_OPENGL"  # the variable run_under_xvfb clears
+    report = run_under_xvfb(GL_SCRIPT, tmp_path, str(tmp_path), timeout=60)
     assert report["platform"] == "xcb"
     assert report["status"][0] is True, report["status"]
     assert report["available"] is True
