@@ -13,13 +13,13 @@ from the finished file. Errors are :class:`engine.LandscapeError` with one line.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from engine.io.store import Surface, read_surface, settings_of
-from engine.jobs.base import COMPUTING, Job, Summary
+from engine.jobs.base import Job, Summary
+from engine.jobs.console import run_with_progress
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
 
 Axis = str | Sequence[float]
@@ -58,23 +58,8 @@ def run(job: Job, progress: bool = True) -> Summary:
     """Run any job to its end with a tqdm bar; on KeyboardInterrupt say what was saved and re-raise."""
     from tqdm.auto import tqdm
 
-    bar = None
-    try:
-        for step in job.run():
-            if progress and bar is None:
-                bar = tqdm(total=step.total, initial=step.done, unit=job.unit, desc=job.kind)
-            if bar is not None:
-                bar.set_description(job.kind if step.phase == COMPUTING else f"{job.kind} ({step.phase})", refresh=False)
-                bar.update(step.done - bar.n)
-    except KeyboardInterrupt:
-        if job.has_summary:
-            summary = job.summary()
-            print(f"interrupted: {summary.done} of {summary.total} {job.noun} are saved in {summary.path}; "
-                  "run the same call again to continue", file=sys.stderr)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+    if run_with_progress(job, tqdm, show=progress, again="run the same call again"):
+        raise KeyboardInterrupt
     return job.summary()
 
 

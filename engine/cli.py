@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 
 from engine import __version__
 from engine.errors import LandscapeError
-from engine.jobs.base import COMPUTING, Job
+from engine.jobs.base import Job
+from engine.jobs.console import run_with_progress
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -169,31 +170,10 @@ def run_job(job: Job, *, as_json: bool = False) -> int:
     from tqdm import tqdm
 
     _stop_on_sigterm()
-    bar = None
-    interrupted = False
-    try:
-        job.prepare()
-        for message in job.messages:
-            print(message, file=sys.stderr)
-        for progress in job.run():
-            if bar is None:
-                bar = tqdm(total=progress.total, initial=progress.done, unit=job.unit, desc=job.kind, disable=None,
-                           file=sys.stderr)
-            bar.set_description(f"{job.kind} ({progress.phase})" if progress.phase != COMPUTING else job.kind,
-                                refresh=False)
-            bar.update(progress.done - bar.n)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if bar is not None:
-            bar.close()
+    interrupted = run_with_progress(job, tqdm, again="run the same command again")
     if not job.has_summary:
-        print("interrupted before the result file was ready; nothing was computed", file=sys.stderr)
         return EXIT_INTERRUPTED
     summary = job.summary()
-    if interrupted:
-        print(f"interrupted: {summary.done} of {summary.total} {job.noun} are saved in {summary.path}; "
-              "run the same command again to continue", file=sys.stderr)
     if as_json:
         print(json.dumps(summary.as_json(), sort_keys=True))
     elif not interrupted:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.io.store import read_surface
+from engine.io.store import read_done
 from landscape_gui.first_run import FirstRun, plan
 from landscape_gui.workers import CallbackWorker
 from samples import registry
@@ -53,7 +53,7 @@ def start_sample(window, run: FirstRun | None = None) -> FirstRun:
 def _compute_or_open(window, run: FirstRun) -> None:
     if run.surface.is_file():
         try:
-            complete = bool(read_surface(run.surface).done.all())
+            complete = bool(read_done(run.surface).all())  # the mask only: open_grid reads the values
         except Exception:  # a corrupt cache file: compute it again
             complete = False
             run.surface.unlink(missing_ok=True)

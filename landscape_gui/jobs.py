@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.api import open as open_result
 from engine.cancel import Cancelled
+from engine.io.store import same_file
 from engine.jobs.base import Job, Progress
 from engine.jobs.registry import job_for
 from landscape_gui.workers import GeneratorWorker
@@ -69,10 +70,10 @@ class JobRunner(QObject):
             self._next()
 
     def is_running(self, path: str | Path) -> bool:
-        return self.current is not None and _same(self.current.out, path)
+        return self.current is not None and same_file(self.current.out, path)
 
     def is_queued(self, path: str | Path) -> bool:
-        return any(_same(r.out, path) for r in self.queue)
+        return any(same_file(r.out, path) for r in self.queue)
 
     def _next(self) -> None:
         if not self.queue:
@@ -88,11 +89,14 @@ class JobRunner(QObject):
                 job.prepare()
             except Cancelled:
                 return  # closed or cancelled during set-up: nothing to show
-            # Read here, between the job's writes: HDF5 will not open a file read-only in one
-            # thread while another thread of the process has it open for writing.
-            yield Started(request, job.kind, tuple(job.messages), job.total, job.resumed_from,
-                          open_result(request.out))
-            yield from job.run()
+            try:
+                # Read here, between the job's writes: HDF5 will not open a file read-only in one
+                # thread while another thread of the process has it open for writing.
+                yield Started(request, job.kind, tuple(job.messages), job.total, job.resumed_from,
+                              open_result(request.out))
+                yield from job.run()
+            finally:
+                job.close()  # a cancel between set-up and the first step never enters run(), which closes
 
         worker = GeneratorWorker(steps, on_cancel=job.cancel, parent=self)
         worker.yielded.connect(self._yielded)
@@ -140,7 +144,7 @@ class JobRunner(QObject):
 
     def cancel(self, path: str | Path) -> None:
         """Stop the job writing ``path``, or drop it from the queue; the other jobs go on."""
-        self.queue = deque(r for r in self.queue if not _same(r.out, path))
+        self.queue = deque(r for r in self.queue if not same_file(r.out, path))
         if self.is_running(path):
             self.cancel_current()
 
@@ -152,6 +156,3 @@ class JobRunner(QObject):
             if wait:
                 self.worker.wait(60000)
 
-
-def _same(a: str | Path, b: str | Path) -> bool:
-    return Path(a).resolve() == Path(b).resolve()

@@ -96,6 +96,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_running)
         self.task = None  # a background task other than a job (the first launch's training)
         self._map_text: str | None = None  # what the map says while it has no picture (first launch)
+        self._job_name = ""  # the file the running job writes, for the status bar
         bar = self.statusBar()
         bar.addWidget(self.hover_label, 1)
         bar.addPermanentWidget(self.eta_label)
@@ -434,7 +435,7 @@ class MainWindow(QMainWindow):
         else:
             status = f"{progress.done}/{progress.total}" + ("" if progress.eta is None else
                                                             f"  ETA {format_seconds(progress.eta)}")
-        self._pending_status = (progress.done, progress.total, f"{getattr(self, '_job_name', '')}: {status}")
+        self._pending_status = (progress.done, progress.total, f"{self._job_name}: {status}")
         self._schedule_redraw()
 
     def _schedule_redraw(self) -> None:
@@ -535,19 +536,6 @@ class MainWindow(QMainWindow):
         from landscape_gui.dialogs.export_dialogs import ask_export_grid
 
         self._guard(ask_export_grid, self)
-
-    def figure_target(self):
-        """What Export Figure saves: the Compare tab when shown, else the 2D map."""
-        return self.compare if self.tabs.currentWidget() is self.compare else self.heatmap
-
-    def export_figure(self, path: str | Path, width: int | None = None, height: int | None = None) -> Path | None:
-        from landscape_gui.figure_export import export_figure
-
-        out = self._guard(export_figure, self.figure_target(), path, width, height)
-        if out is not None:
-            self.settings.set_last_folder("figures", out)
-            self.statusBar().showMessage(f"saved {out}", 5000)
-        return out
 
     def export_figure_dialog(self) -> None:
         """The figure dialog: which views, title, size and DPI, PNG or SVG."""

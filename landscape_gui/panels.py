@@ -262,7 +262,7 @@ class DisplayPanel(QWidget):
         self.colormap.currentTextChanged.connect(lambda t: view.set("colormap", t))
         self.contours.valueChanged.connect(lambda v: view.set("contours", v))
         self.trajectory.toggled.connect(lambda on: view.set("show_trajectory", on))
-        view.changed.connect(lambda _n: self.sync())
+        view.changed.connect(lambda name: name != "slice" and self.sync())  # not on every drag step
         state.current_changed.connect(lambda _l: self.sync())
         state.updated.connect(lambda l: self.limits.sync() if l is state.current else None)
         self.sync()

@@ -27,8 +27,9 @@ def peak_bytes():
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
 """
-needs_proc_status = pytest.mark.skipif(not Path("/proc/self/status").exists(),
-                                       reason="reads the process's own peak memory from /proc/self/status (Linux)")
+PROC_STATUS = Path("/proc/self/status").exists()
+PROC_STATUS_REASON = "reads the process's own peak memory from /proc/self/status (Linux)"
+needs_proc_status = pytest.mark.skipif(not PROC_STATUS, reason=PROC_STATUS_REASON)
 
 
 def plain_torch_mse(case: dict[str, str], directions=(), coefficients=()) -> float:
@@ -130,8 +131,7 @@ def run_cli_env() -> dict[str, str]:
 @pytest.fixture
 def regression_case(tmp_path: Path) -> dict[str, str]:
     """An MLP checkpoint (plain state_dict) and 64 samples of regression data."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import reference_models
+    from tests import reference_models
 
     torch.manual_seed(0)
     model = reference_models.mlp(d=4, width=16, out=1)
@@ -148,8 +148,7 @@ def regression_case(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def classification_case(tmp_path: Path) -> dict[str, str]:
     """A Conv+BatchNorm classifier with non-trivial running statistics, and 48 labelled images."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import reference_models
+    from tests import reference_models
 
     torch.manual_seed(1)
     model = reference_models.cnn_bn()

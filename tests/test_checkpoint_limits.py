@@ -35,7 +35,7 @@ from engine.io.checkpoints import (
 )
 from engine.io.models import build_model
 from tests import zoo
-from tests.conftest import PEAK_MEMORY_SOURCE, ROOT, run_cli_env
+from tests.conftest import PEAK_MEMORY_SOURCE, PROC_STATUS, PROC_STATUS_REASON, ROOT, run_cli_env
 
 SMALL = 75_000  # floats in the real tensor: a 0.3 MB record
 DECLARED = 75_000_000  # floats the hostile pickles declare: 300 MB
@@ -131,8 +131,8 @@ def hostile(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def measured(hostile) -> dict[str, dict]:
     """Each hostile file loaded (and its model built) in one fresh interpreter."""
-    if not Path("/proc/self/status").exists():
-        pytest.skip("reads the process's own peak memory from /proc/self/status (Linux)")
+    if not PROC_STATUS:
+        pytest.skip(PROC_STATUS_REASON)
     cases = {name: str(hostile[name]) for name in ("declares", "bomb", "legacy", "torchscript", "wide")}
     result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(hostile["warm"]), json.dumps(cases)],
                             cwd=ROOT, env=run_cli_env(), capture_output=True, text=True, timeout=300, check=False)

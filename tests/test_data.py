@@ -416,8 +416,7 @@ def test_cross_entropy_on_float_targets_gives_one_line_error():
     assert "--loss mse" in one_line(exc)
 
 
-def test_sample_data_loads_when_samples_exist():
-    pytest.importorskip("engine.builtin.datasets")
+def test_sample_data_loads_by_name():
     data = load_data("sample:sine")
     assert data.x.shape[0] == data.y.shape[0] == data.total_samples
     assert load_data("sample:sine").sha256 == data.sha256

@@ -22,6 +22,7 @@ LIMIT_MODES = ("auto", "percentiles", "values")
 # LOG_OUTLIER_GAP of the range separates them from the rest: a smooth basin keeps its minimum.
 LOG_OUTLIER_SHARE = 0.005
 LOG_OUTLIER_GAP = 0.25
+PREVIEWS_KEPT = 4  # previews a display grid keeps, for as many colour ranges (one is what every view uses)
 AUTO_LIMITS_TEXT = (
     "Automatic: from the lowest to the highest computed value. On a log scale, the lowest point, or a few "
     f"(at most {100 * LOG_OUTLIER_SHARE:g}% of them), lying more than {LOG_OUTLIER_GAP:.0%} of the range "
@@ -240,7 +241,7 @@ class DisplayGrid:
     status: np.ndarray = field(init=False)
     veil: np.ndarray = field(init=False)  # what the map draws over the preview (veil_codes)
     _by_scale: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
-    _previews: dict[str, tuple[tuple[float, float] | None, np.ndarray]] = field(default_factory=dict, init=False,
+    _previews: dict[tuple[str, tuple[float, float] | None], np.ndarray] = field(default_factory=dict, init=False,
                                                                                  repr=False)
 
     def __post_init__(self) -> None:
@@ -258,11 +259,12 @@ class DisplayGrid:
         Give the color ``levels`` the preview is drawn with (see :func:`coarse_preview`);
         the last preview is cached per scale and levels.
         """
-        key = f"preview:{scale}"
-        cached = self._previews.get(key)
-        if cached is None or cached[0] != levels:
-            self._previews[key] = (levels, coarse_preview(self.image(scale), self.done, levels))
-        return self._previews[key][1]
+        key = (scale, levels)  # the map, Compare and the 3D view ask with the same levels: one preview
+        if key not in self._previews:
+            if len(self._previews) >= PREVIEWS_KEPT:  # colour limits being edited: keep the latest few
+                del self._previews[next(iter(self._previews))]
+            self._previews[key] = coarse_preview(self.image(scale), self.done, levels)
+        return self._previews[key]
 
     def levels(self, scale: str, limits: ColorLimits = AUTO) -> tuple[float, float]:
         """Color levels from the computed points only (never from the preview's interpolated pixels)."""

@@ -20,8 +20,10 @@ file could otherwise make it allocate gigabytes before it fails.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mmap
+import os
 import pickle
 import pickletools
 import re
@@ -84,7 +86,17 @@ class Checkpoint:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, read in 1 MiB blocks; a job's cancel stops it between blocks (large checkpoints)."""
+    """sha256 of a file, read in 1 MiB blocks; a job's cancel stops it between blocks (large checkpoints).
+
+    Remembered for a file that has not changed since (same inode, size and modification time), so a
+    job that names a checkpoint twice (settings, then loading) reads it once.
+    """
+    stat = os.stat(path)
+    return _sha256_of(str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, _inode: int, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

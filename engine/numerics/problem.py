@@ -40,6 +40,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -253,6 +254,11 @@ class Problem:
             yield self._prepare(x, y)
 
     # -- weights ----------------------------------------------------------------------------
+    def origin(self) -> Mapping[str, torch.Tensor]:
+        """The parameters and buffers the problem was built with, read-only and not copied: the point
+        every direction starts from (callers that change weights copy what they change)."""
+        return MappingProxyType({**self._params, **self._buffers})
+
     def params(self) -> Tensors:
         """Copies of the parameters the problem was built with (name -> tensor, the module's layout)."""
         return {name: p.clone() for name, p in self._params.items()}

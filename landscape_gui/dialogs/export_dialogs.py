@@ -10,7 +10,6 @@ changes the suffix, and a name typed without one gets the format's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +71,6 @@ def typed_path(path: str | Path, suffix: str, known: Sequence[str]) -> Path:
     """A typed name as the user meant it: one ending in a known format's suffix stays, others get ``suffix``."""
     path = Path(path)
     return path if path.suffix.lower() in known else path.with_name(path.name + suffix)
-
-
-def safe_stem(text: str, fallback: str) -> str:
-    """A file name from a title: no folders, no spaces."""
-    return re.sub(r"[^\w.+-]+", "_", text).strip("._") or fallback
 
 
 class SaveChooser(QFileDialog):

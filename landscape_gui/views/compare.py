@@ -11,7 +11,7 @@ import math
 
 import pyqtgraph as pg
 import shiboken6
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QFont, QFontMetrics
 
 from engine.display.contours import contour_lines
@@ -80,13 +80,8 @@ class ComparePanel:
 
 
 class CompareView(pg.GraphicsLayoutWidget):
-    """Panels for ``state.compared``, in a near-square grid, one color bar on the right.
-
-    Emits ``hovered(landscape, x, y)`` with plane coordinates when the mouse is over a panel
-    (and shows the point's values under the panels).
-    """
-
-    hovered = Signal(object, float, float)
+    """Panels for ``state.compared``, in a near-square grid, one color bar on the right; the point
+    under the mouse is read out under the panels."""
 
     def __init__(self, state: AppState, parent=None) -> None:
         super().__init__(parent)
@@ -194,7 +189,6 @@ class CompareView(pg.GraphicsLayoutWidget):
             return
         point = panel.plot.vb.mapSceneToView(scene_pos)
         self.readout.setText(point_readout(panel.landscape, point.x(), point.y()) or HOVER_HINT)
-        self.hovered.emit(panel.landscape, point.x(), point.y())
 
     def map_to_scene(self, panel: int, x: float, y: float) -> QPointF:
         """Scene position of plane coordinates in a panel (tests use it to aim mouse events)."""

@@ -382,11 +382,6 @@ class Surface3DView(QWidget):
         self._lut = colormap_lut(colormap)
         self._redraw(geometry=False)
 
-    def set_levels(self, lo: float, hi: float) -> None:
-        """Change the value range mapped onto the box height and the colormap."""
-        self._levels = clean_levels((lo, hi), self._z)
-        self._redraw(geometry=True)
-
     def set_axis_labels(self, x: str = "x", y: str = "y", z: str = "loss") -> None:
         """Names written at the box's edges (with the ranges they span)."""
         self._axis_names = (x, y, z)
@@ -504,8 +499,10 @@ class Surface3DView(QWidget):
         view = self.state.view
         grid = landscape.grid(view.metric)
         self.shown = landscape
-        self.set_surface(landscape.surface.x, landscape.surface.y, grid.preview(view.scale),
-                         grid.levels(view.scale, view.limits()), colors.colormap(view.colormap))
+        levels = grid.levels(view.scale, view.limits())
+        # The map's preview, clamped to the same levels: one extreme point cannot flood it here either.
+        self.set_surface(landscape.surface.x, landscape.surface.y, grid.preview(view.scale, levels), levels,
+                         colors.colormap(view.colormap))
         self.set_axis_labels("α", "β", value_label(landscape.shown_metric(view.metric), view.scale))
         self.set_slice(view.slice)
         if new_surface:

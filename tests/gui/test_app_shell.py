@@ -9,7 +9,8 @@ import pytest
 import torch
 from PySide6.QtCore import QSettings
 
-from engine.io.store import Surface, write_surface
+from engine.io.store import Surface, read_surface, write_surface
+from engine.jobs.surface import SurfaceRequest
 from landscape_gui.settings import AppSettings
 
 
@@ -75,7 +76,7 @@ def test_recent_files_grey_out_missing_ones_and_a_failed_open_drops_its_entry(wi
     broken.write_bytes(b"no longer HDF5")
     window.state.remove(window.state.find(broken))
     assert window.open_grid(broken) is None  # the error dialog; and the entry goes
-    window._fill_recent()
+    window.recent_menu.aboutToShow.emit()  # what opening the menu does
     entries = {a.text(): a.isEnabled() for a in window.recent_menu.actions() if a.text() and a.text() != "Clear"}
     assert entries == {str(kept.resolve()): True, f"{gone.resolve()} (missing)": False}
 
@@ -140,16 +141,15 @@ def test_the_status_bar_names_the_calibration_phase_and_shows_no_eta_before_it_m
     from engine.jobs.base import CALIBRATING, COMPUTING
     from engine.jobs.surface import SurfaceProgress
 
+    from landscape_gui.jobs import Started
+
     path = surface_file(tmp_path, "s.h5")
-    window.open_grid(path)
-    window._job_name = "s.h5"
+    request = SurfaceRequest(checkpoint="m.pt", data="d.npz", x="-1:1:101", y="-1:1:101", out=str(path))
+    window.runner.started.emit(Started(request, "surface", (), 10201, 0, read_surface(path)))
     step = dict(kind="surface", path=path, done=13, total=10201, computed=13, elapsed=0.1)
-    window._job_progressed(None, SurfaceProgress(phase=CALIBRATING, eta=None, **step))
-    window.redraw_stale()
-    assert window.eta_label.text() == "s.h5: calibrating…" and window.progress_bar.value() == 13
-    window._job_progressed(None, SurfaceProgress(phase=COMPUTING, eta=None, **step))
-    window.redraw_stale()
-    assert window.eta_label.text() == "s.h5: 13/10201"  # no ETA until the rate means something
-    window._job_progressed(None, SurfaceProgress(phase=COMPUTING, eta=95.0, **step))
-    window.redraw_stale()
-    assert window.eta_label.text() == "s.h5: 13/10201  ETA 1 min 35 s"
+    for phase, eta, shown in ((CALIBRATING, None, "s.h5: calibrating…"),
+                              (COMPUTING, None, "s.h5: 13/10201"),  # no ETA until the rate means something
+                              (COMPUTING, 95.0, "s.h5: 13/10201  ETA 1 min 35 s")):
+        window.runner.progressed.emit(request, SurfaceProgress(phase=phase, eta=eta, **step))
+        window.redraw_stale()  # the next redraw tick, now
+        assert window.eta_label.text() == shown and window.progress_bar.value() == 13

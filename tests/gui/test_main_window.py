@@ -15,6 +15,7 @@ from PySide6.QtGui import QImage, QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from engine.display.levels import display_values
+from landscape_gui.figure_export import export_figure
 from engine.io.store import read_surface
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
 from tests.conftest import ROOT, run_cli_env, run_until, writer_lock_held_elsewhere
@@ -176,11 +177,11 @@ def test_colormap_scale_and_color_limit_changes_never_recompute_the_data(window,
 # -- export ---------------------------------------------------------------------------------------
 def test_export_png_svg_hdf5_csv_vtp(window, affine_surface, tmp_path):
     window.open_grid(affine_surface)
-    png = window.export_figure(tmp_path / "fig.png", 1200, 800)
+    png = export_figure(window.heatmap, tmp_path / "fig.png", 1200, 800)
     image = QImage(str(png))
     assert (image.width(), image.height()) == (1200, 800)
     assert _distinct_colors(image) > 30
-    svg = window.export_figure(tmp_path / "fig.svg")
+    svg = export_figure(window.heatmap, tmp_path / "fig.svg")
     root = ET.parse(svg).getroot()
     assert root.tag.endswith("svg") and any(el.tag.endswith("image") for el in root.iter())
     h5 = window.export_grid(tmp_path / "copy.h5")
@@ -312,7 +313,7 @@ def test_compare_tab_uses_one_color_scale(window, regression_case, tmp_path):
     both = np.concatenate([read_surface(p).values["train_loss"].ravel() for p in (a, b)])
     assert low == pytest.approx(np.log10(both.min()), rel=1e-5)  # smooth surfaces: nothing clipped
     assert high == pytest.approx(np.log10(both.max()), rel=1e-5)
-    figure = QImage(str(window.export_figure(tmp_path / "compare.png", 900, 400)))  # the shown tab is exported
+    figure = QImage(str(export_figure(window.compare, tmp_path / "compare.png", 900, 400)))
     assert (figure.width(), figure.height()) == (900, 400) and _distinct_colors(figure) > 30
 
 

@@ -16,6 +16,7 @@ pytest.importorskip("PySide6")
 pg = pytest.importorskip("pyqtgraph")
 
 from PySide6.QtGui import QImage  # noqa: E402
+from PySide6.QtWidgets import QLabel  # noqa: E402
 
 from landscape_gui.views import surface3d  # noqa: E402
 from tests.gui.conftest import run_under_xvfb  # noqa: E402
@@ -106,13 +107,13 @@ def test_view_falls_back_to_a_label(offscreen, qtbot) -> None:
     view.show()
     assert view.available is False
     _, reason = opengl_status()
-    assert view._label is not None and reason in view._label.text()
-    assert view._label.isVisible()
+    label = view.findChild(QLabel)
+    assert label is not None and reason in label.text() and label.isVisible()
 
     x, y, z = paraboloid()
     view.set_surface(x, y, z, (0.0, 2.0), pg.colormap.get("viridis"))
     view.set_surface(x, y, np.full_like(z, np.nan), (np.nan, np.nan), pg.colormap.get("viridis"))
-    view.set_levels(0.5, 0.1)
+    view.set_surface(x, y, z, (0.5, 0.1), pg.colormap.get("viridis"))  # levels the wrong way round
     view.set_colormap(pg.colormap.get("plasma"))
     view.set_axis_labels("α", "β", "log10 loss")
     with pytest.raises(ValueError):
@@ -123,7 +124,7 @@ def test_view_falls_back_to_a_label(offscreen, qtbot) -> None:
     assert (image.width(), image.height()) == (400, 300)
     image = view.grab_image(320, 200)
     assert (image.width(), image.height()) == (320, 200)
-    assert view._label.size().width() == 400  # restored after the sized grab
+    assert label.size().width() == 400  # restored after the sized grab
 
 
 def test_view_never_shown_can_still_be_grabbed(offscreen, qtbot) -> None:
@@ -183,7 +184,6 @@ GL_SCRIPT = textwrap.dedent(
 
     # orientation: a plane rising with x must be low on the left, high on the right
     view.set_surface(x, y, np.broadcast_to(xx, z.shape).copy(), (-1.0, 1.0), cmap)
-    view.set_levels(-1.0, 1.0)
     view.set_colormap(cmap)
     settle()
     view.grab_image().save(out + "/plane_x.png")

@@ -49,7 +49,8 @@ class WriterLock:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = FileLock(str(lock_path(self.path)), timeout=0, on_acquired=_record_owner)
+        # Not thread-local: the lock belongs to the job, which may be closed from another thread than took it.
+        self._lock = FileLock(str(lock_path(self.path)), timeout=0, on_acquired=_record_owner, thread_local=False)
 
     @property
     def held(self) -> bool:
