@@ -8,13 +8,17 @@ weight space (:mod:`engine.numerics`), runs long computations as resumable jobs
     import engine
     s = engine.surface(checkpoint="model.pt", data="train.npz", x="-1:1:51", y="-1:1:51", out="s.h5")
     s = engine.open("s.h5")
+    p = engine.path("a.pt", "b.pt", data="train.npz", curve="bezier", out="p.h5")
 """
 
 __version__ = "0.2.0"
 
 from engine.errors import LandscapeError  # noqa: E402
-from engine.api import open, run, surface  # noqa: E402
+from engine.api import open, path, run, surface  # noqa: E402
 from engine.io.store import Surface  # noqa: E402
+from engine.io.store.paths import PathResult  # noqa: E402
+from engine.jobs.path import PathJob, PathRequest  # noqa: E402
 from engine.jobs.surface import SurfaceJob, SurfaceRequest  # noqa: E402
 
-__all__ = ["LandscapeError", "Surface", "SurfaceJob", "SurfaceRequest", "__version__", "open", "run", "surface"]
+__all__ = ["LandscapeError", "PathJob", "PathRequest", "PathResult", "Surface", "SurfaceJob", "SurfaceRequest",
+           "__version__", "open", "path", "run", "surface"]

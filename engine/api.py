@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from engine.io.store import Surface, read_surface, settings_of
+from engine.io.store.paths import PathResult, read_path
 from engine.jobs.base import Job, Summary
 from engine.jobs.console import run_with_progress
+from engine.jobs.path import PathJob, PathRequest
 from engine.jobs.surface import SurfaceJob, SurfaceRequest
 
 Axis = str | Sequence[float]
@@ -54,6 +56,38 @@ def surface(
     return read_surface(out)
 
 
+def path(
+    a: str | Path,
+    b: str | Path,
+    data: str | Path,
+    *,
+    curve: str = "linear",
+    out: str | Path | None = None,
+    model: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    t_range: tuple[float, float] = (0.0, 1.0),
+    progress: bool = True,
+    **options: Any,
+) -> PathResult:
+    """The loss along a path from checkpoint ``a`` (t = 0) to ``b`` (t = 1), and its barriers.
+
+    ``curve`` is ``linear``, ``bezier`` or ``polychain`` (bends trained between the
+    endpoints). Every other keyword is a :class:`PathRequest` field, named as the
+    ``landscape path`` flag without dashes: ``test_data``, ``bends``, ``epochs``, ``lr``,
+    ``optimizer``, ``momentum``, ``weight_decay``, ``schedule``, ``batch_size``,
+    ``points``, ``align``, ``save_aligned``, ``bn_recompute``, ``bn_samples``, ``seed``,
+    ``max_samples``, ``device``, ``eval_batch_size``, ``trust_pickle``, ``overwrite``.
+    Returns what :func:`open` reads: ``p.t``, ``p.values["train_loss"]``,
+    ``p.barriers["curve"]["train_loss"]["interpolated"]``, ``p.bends``.
+    """
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="landscape-")) / "path.h5"
+    request = PathRequest(a=str(a), b=str(b), data=str(data), out=str(out), curve=curve, model=model,
+                          model_kwargs=model_kwargs, t_range=(float(t_range[0]), float(t_range[1])), **options)
+    run(PathJob(request), progress=progress)
+    return read_path(out)
+
+
 def run(job: Job, progress: bool = True) -> Summary:
     """Run any job to its end with a tqdm bar; on KeyboardInterrupt say what was saved and re-raise."""
     from tqdm.auto import tqdm
@@ -63,11 +97,13 @@ def run(job: Job, progress: bool = True) -> Summary:
     return job.summary()
 
 
-def open(path: str | Path) -> Surface:  # noqa: A001 - engine.open(path) reads like the builtin, on purpose
+def open(path: str | Path) -> Surface | PathResult:  # noqa: A001 - reads like the builtin, on purpose
     """Read any result file Landscape writes (and Li et al.'s surface files)."""
     kind = str(settings_of(path).get("kind", "surface"))
     if kind == "surface":
         return read_surface(path)
+    if kind == "path":
+        return read_path(path)
     from engine.errors import LandscapeError
 
     raise LandscapeError(f"{path} holds a '{kind}' result, which this Landscape cannot read: upgrade")

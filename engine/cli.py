@@ -42,10 +42,15 @@ def _add_surface(sub: Any) -> None:
     p.add_argument("--model-kwargs", help="JSON keyword arguments for --model, e.g. '{\"width\": 200}'")
     p.add_argument("--data", required=True, help="FILE (.npz/.pt/.h5 with x and y), sample:NAME, or module:callable")
     p.add_argument("--loss", default="auto", help="auto (default), mse or cross_entropy")
-    p.add_argument("--x", required=True, metavar="MIN:MAX:N", help="x axis: N values from MIN to MAX, ends included")
+    p.add_argument("--x", metavar="MIN:MAX:N", help="x axis: N values from MIN to MAX, ends included "
+                   "(required, except for --directions plane, which frames its path by default)")
     p.add_argument("--y", metavar="MIN:MAX:N", help="y axis; omit for a 1D slice")
-    p.add_argument("--directions", default="random", help="random (default), interpolate, pca, or FILE.h5 to reuse its directions")
+    p.add_argument("--directions", default="random",
+                   help="random (default), interpolate, pca, plane (through a path's endpoints and bend: --path), "
+                        "or FILE.h5 to reuse its directions")
     p.add_argument("--to", help="second checkpoint for --directions interpolate (x=0 first, x=1 second)")
+    p.add_argument("--path", help="path file (from landscape path) for --directions plane; its first endpoint must be "
+                   "CHECKPOINT")
     p.add_argument("--trajectory", help="folder or glob of training checkpoints for --directions pca")
     p.add_argument("--line", metavar="X0,Y0:X1,Y1",
                    help="evaluate along this segment of the plane of --directions FILE.h5 (a 2D surface); "
@@ -72,6 +77,84 @@ def _add_surface(sub: Any) -> None:
     p.add_argument("--json", action="store_true",
                    help="print one JSON object summarizing the result on stdout (progress stays on stderr)")
     p.set_defaults(run=_run_surface)
+
+
+def _add_path(sub: Any) -> None:
+    p = sub.add_parser(
+        "path",
+        help="loss along the straight line or a fitted Bezier/polychain curve between two checkpoints (mode connectivity)",
+        description="Evaluate the loss and accuracy at N values of t along a path from checkpoint A (t=0) to B (t=1): "
+        "the straight line, or a curve whose bends are trained between the fixed endpoints as Garipov et al. do. "
+        "Barriers are reported for every path. Re-running the same command on an unfinished file continues it "
+        "from its last saved epoch and point.",
+    )
+    p.add_argument("a", help="first endpoint checkpoint (t = 0)")
+    p.add_argument("b", help="second endpoint checkpoint (t = 1), the same architecture")
+    p.add_argument("--model", help="architecture: module.path:callable or path/to/file.py:callable")
+    p.add_argument("--model-kwargs", help="JSON keyword arguments for --model")
+    p.add_argument("--data", required=True, help="training data: FILE (.npz/.pt/.h5), sample:NAME, or module:callable")
+    p.add_argument("--test-data", help="test data, evaluated at every point too (test_loss, test_acc)")
+    p.add_argument("--loss", default="auto", help="auto (default), mse or cross_entropy")
+    p.add_argument("--curve", default="linear", choices=("linear", "bezier", "polychain"),
+                   help="linear (default: the straight line), bezier or polychain (bends trained between A and B)")
+    p.add_argument("--bends", type=int, help="bends of a curve (default 1: a quadratic Bezier, a two-segment polychain)")
+    p.add_argument("--epochs", type=int, default=20, help="epochs of curve training (default 20)")
+    p.add_argument("--lr", type=float, default=0.015, help="learning rate of curve training (default 0.015)")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="sgd (default, with --momentum) or adam")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="L2 penalty wd/2 |w(t)|^2 on the sampled point, as Garipov et al. (default 0)")
+    p.add_argument("--schedule", default="garipov", choices=("garipov", "constant", "cosine"),
+                   help="learning-rate schedule: garipov (default: constant to 50%%, down to 1%% by 90%%), constant, cosine")
+    p.add_argument("--batch-size", type=int, default=128, help="training minibatch size (default 128)")
+    p.add_argument("--points", type=int, default=61, help="values of t from A to B, both included (default 61)")
+    p.add_argument("--t-range", default="0:1", metavar="MIN:MAX",
+                   help="look past the endpoints with the same spacing, e.g. --t-range=-0.2:1.2 (default 0:1)")
+    p.add_argument("--align", default="none", choices=("none", "weight-matching"),
+                   help="match B's hidden units to A's first (Git Re-Basin weight matching; MLPs and conv nets)")
+    p.add_argument("--save-aligned", metavar="FILE.pt", help="also write the aligned B as a checkpoint")
+    p.add_argument("--bn-recompute", default="auto", choices=("auto", "on", "off"),
+                   help="re-estimate BatchNorm statistics at every point on the training data (auto: when the model "
+                        "has BatchNorm); off interpolates A's and B's")
+    p.add_argument("--bn-samples", type=int, help="re-estimate BatchNorm statistics on a seeded subset of this many samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of curve training, BatchNorm subsets and alignment (default 0)")
+    p.add_argument("--max-samples", type=int, help="use a fixed, seeded subset of this many training samples")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--eval-batch-size", type=int, help="samples per forward pass when evaluating points")
+    p.add_argument("--memory-budget", metavar="SIZE", help="memory for data kept on the device etc., e.g. 8GiB (default 2GiB)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need arbitrary unpickling")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file made with other settings")
+    p.add_argument("--out", required=True, help="output path file (.h5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object summarizing the result on stdout")
+    p.set_defaults(run=_run_path)
+
+
+def _run_path(args: argparse.Namespace) -> int:
+    from engine.io.models import parse_kwargs
+    from engine.jobs.path import PathJob, PathRequest
+    from engine.jobs.spec import parse_size
+
+    request = PathRequest(
+        a=args.a, b=args.b, data=args.data, out=args.out, test_data=args.test_data, model=args.model,
+        model_kwargs=parse_kwargs(args.model_kwargs) if args.model_kwargs else None, loss=args.loss,
+        curve=args.curve, bends=args.bends, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
+        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule, batch_size=args.batch_size,
+        points=args.points, t_range=parse_range(args.t_range), align=args.align, save_aligned=args.save_aligned,
+        bn_recompute=args.bn_recompute, bn_samples=args.bn_samples, seed=args.seed, max_samples=args.max_samples,
+        device=args.device, eval_batch_size=args.eval_batch_size,
+        memory_budget=parse_size(args.memory_budget) if args.memory_budget else None,
+        trust_pickle=args.trust_pickle, overwrite=args.overwrite,
+    )
+    return run_job(PathJob(request), as_json=args.json)
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """``'-0.2:1.2'`` -> (-0.2, 1.2), or a one-line LandscapeError."""
+    try:
+        low, high = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise LandscapeError(f"--t-range {text}: write it as MIN:MAX, for example --t-range=-0.2:1.2") from None
+    return low, high
 
 
 def _add_info(sub: Any) -> None:
@@ -107,7 +190,7 @@ def build_parser(extensions: Sequence[Subcommand] = ()) -> argparse.ArgumentPars
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_surface, _add_info, _add_export, *extensions):
+    for add in (_add_surface, _add_path, _add_info, _add_export, *extensions):
         add(sub)
     return parser
 
@@ -117,7 +200,7 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     joined: list[str] = []
     i = 0
     while i < len(argv):
-        if argv[i] in ("--x", "--y") and i + 1 < len(argv) and argv[i + 1].startswith("-") and ":" in argv[i + 1]:
+        if argv[i] in ("--x", "--y", "--t-range") and i + 1 < len(argv) and argv[i + 1].startswith("-") and ":" in argv[i + 1]:
             joined.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
             continue
@@ -134,8 +217,8 @@ def _run_surface(args: argparse.Namespace) -> int:
     request = SurfaceRequest(
         checkpoint=args.checkpoint,
         data=args.data,
-        x=args.x,
-        y=args.y,
+        x=args.x or ("auto" if args.directions == "plane" else _required("--x")),
+        y=args.y or ("auto" if args.directions == "plane" else None),
         out=args.out,
         model=args.model,
         model_kwargs=parse_kwargs(args.model_kwargs) if args.model_kwargs else None,
@@ -146,6 +229,7 @@ def _run_surface(args: argparse.Namespace) -> int:
         seed=args.seed,
         directions=args.directions,
         to=args.to,
+        path=args.path,
         trajectory=args.trajectory,
         line=parse_line(args.line) if args.line else None,
         max_samples=args.max_samples,
@@ -159,6 +243,10 @@ def _run_surface(args: argparse.Namespace) -> int:
         flush_seconds=args.flush_seconds,
     )
     return run_job(SurfaceJob(request), as_json=args.json)
+
+
+def _required(flag: str) -> str:
+    raise LandscapeError(f"the following arguments are required: {flag} (see 'landscape surface --help')")
 
 
 def run_job(job: Job, *, as_json: bool = False) -> int:

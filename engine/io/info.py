@@ -7,13 +7,20 @@ from typing import Any
 
 import numpy as np
 
-from engine.io.store import read_surface, writer_of
+from engine.io.store import read_surface, settings_of, writer_of
+from engine.io.store.paths import read_path
 
 PROVENANCE_KEYS = (
     "created", "engine_version", "checkpoint", "checkpoint_sha256", "checkpoint_metadata", "model", "model_kwargs", "n_params",
     "data", "data_sha256", "data_samples", "loss", "mode", "batch_size", "memory_budget", "norm", "ignore", "seed",
     "directions", "directions_source", "directions_source_sha256", "line", "device", "dtype", "evaluation_strategy",
     "explained_variance_ratio",
+)
+PATH_PROVENANCE_KEYS = (
+    "created", "engine_version", "checkpoint", "checkpoint_sha256", "b_checkpoint", "b_checkpoint_sha256", "model",
+    "model_kwargs", "n_params", "data", "data_sha256", "test_data", "test_data_sha256", "loss", "curve", "bends", "align",
+    "alignment_max_output_difference", "bn_recompute", "bn_samples", "epochs", "lr", "optimizer", "momentum",
+    "weight_decay", "schedule", "train_batch_size", "seed", "device", "dtype",
 )
 
 
@@ -29,6 +36,8 @@ def _range(values: np.ndarray, done: np.ndarray) -> dict[str, Any]:
 
 def describe(path: str | Path) -> dict[str, Any]:
     """A JSON-ready summary: kind, shape, coordinate and value ranges, done fraction, provenance."""
+    if settings_of(path).get("kind") == "path":
+        return describe_path(path)
     surface = read_surface(path)
     summary: dict[str, Any] = {
         "file": str(surface.path),
@@ -46,6 +55,9 @@ def describe(path: str | Path) -> dict[str, Any]:
         summary["y"] = [float(surface.y[0]), float(surface.y[-1]), len(surface.y)]
     if surface.trajectory is not None:
         summary["trajectory_points"] = len(surface.trajectory["x"])
+    if surface.overlay is not None:
+        summary["overlay"] = {"points": {k: list(v) for k, v in surface.overlay.points.items()},
+                              "lines": sorted(surface.overlay.lines)}
     summary["provenance"] = {k: surface.attrs[k] for k in PROVENANCE_KEYS if k in surface.attrs}
     writer = writer_of(path)
     if writer is not None:
@@ -53,8 +65,54 @@ def describe(path: str | Path) -> dict[str, Any]:
     return summary
 
 
+def describe_path(path: str | Path) -> dict[str, Any]:
+    """A path file's summary: t, each series' progress, values and barriers, the training, provenance."""
+    result = read_path(path)
+    summary: dict[str, Any] = {
+        "file": str(result.path), "format": "landscape", "kind": "path", "main": result.main,
+        "t": [float(result.t[0]), float(result.t[-1]), len(result.t)],
+        "series": {name: {"done": int(s.done.sum()), "total": int(s.done.size),
+                          "values": {v: _range(a, s.done) for v, a in s.values.items()},
+                          "barriers": s.barriers(result.t)}
+                   for name, s in result.series.items()},
+    }
+    if result.training is not None:
+        summary["training"] = {"epochs_done": result.bends_epoch, "epochs": int(result.attrs.get("epochs", 0)),
+                               "last_loss": float(result.training.column("loss")[-1]) if len(result.training.rows)
+                               else None}
+    summary["provenance"] = {k: result.attrs[k] for k in PATH_PROVENANCE_KEYS if k in result.attrs}
+    writer = writer_of(path)
+    if writer is not None:
+        summary["being_written_by"] = writer
+    return summary
+
+
+def _format_path(summary: dict[str, Any]) -> str:
+    t = summary["t"]
+    lines = [f"{summary['file']}: path ({summary['provenance'].get('curve', '')}), {t[2]} values of t "
+             f"from {t[0]:g} to {t[1]:g}" + (f", being written by {summary['being_written_by']}"
+                                              if "being_written_by" in summary else "")]
+    if "training" in summary:
+        tr = summary["training"]
+        last = "" if tr["last_loss"] is None else f", last epoch's loss {tr['last_loss']:.4g}"
+        lines.append(f"  training: {tr['epochs_done']}/{tr['epochs']} epochs{last}")
+    for name, entry in summary["series"].items():
+        lines.append(f"  {name}: {entry['done']}/{entry['total']} points")
+        for value, barrier in entry["barriers"].items():
+            if barrier["interpolated"] is None:
+                continue
+            lines.append(f"    {value} barrier {barrier['interpolated']:.6g} at t={barrier['interpolated_t']:.3g} "
+                         f"(midpoint definition {barrier['midpoint']:.6g}), max {barrier['max']:.6g}, "
+                         f"mean {barrier['mean']:.6g}")
+    for key, value in summary["provenance"].items():
+        lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as a few aligned lines for a terminal."""
+    if summary.get("kind") == "path":
+        return _format_path(summary)
     shape = " x ".join(str(n) for n in reversed(summary["shape"]))
     axes = f"x {summary['x'][0]:g}..{summary['x'][1]:g}"
     if "y" in summary:

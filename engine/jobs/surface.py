@@ -27,7 +27,7 @@ from engine.errors import LandscapeError
 from engine.io.checkpoints import file_sha256, load_checkpoint, pickle_import_folders
 from engine.io.references import absolute_reference
 from engine.io.store import (
-    GridWriter, WriterLock, check_space, create_file, grid_layout, grid_nbytes, read_axes, read_directions, read_done,
+    GridWriter, Overlay, WriterLock, check_space, create_file, grid_layout, grid_nbytes, read_axes, read_directions, read_done,
     settings_mismatch, settings_of, tensor_group_digests, value_ranges,
 )
 from engine.jobs.base import CALIBRATING, COMPUTING, Job, Progress, RateMeter, Summary
@@ -36,6 +36,7 @@ from engine.jobs.tiles import GridPlan, SurfaceTask, TileFunction
 from engine.numerics.directions import IGNORES, NORMS, Basis, check_choice, interpolation_basis, pca_basis, random_basis
 from engine.numerics.evaluate import STRATEGIES
 from engine.numerics.grid import parse_axis
+from engine.numerics.path_plane import PathPlane
 
 METRICS = ("loss", "acc")
 FLUSH_SECONDS = 0.5  # default amount of work between two writes to the file
@@ -66,8 +67,9 @@ class SurfaceRequest:
     norm: str = "filter"
     ignore: str = "biasbn"
     seed: int = 0
-    directions: str = "random"  # random | interpolate | pca | path to an earlier surface file
+    directions: str = "random"  # random | interpolate | pca | plane | path to an earlier surface file
     to: str | None = None  # second checkpoint for interpolate
+    path: str | None = None  # a path file (landscape path) for plane: the plane through its endpoints and bend
     trajectory: str | None = None  # folder or glob of checkpoints for pca
     # Evaluate along the segment (x0, y0) -> (x1, y1) in the plane of the 2D surface file named by
     # ``directions``; ``x`` is then the fraction t in [0, 1] along it (the app's slice line).
@@ -175,6 +177,7 @@ class SurfaceJob(Job):
         super().__init__(request)
         self._lock = WriterLock(request.out)
         self._state: _Prepared | None = None
+        self._plane: PathPlane | None = None
         self.computed = 0
 
     # -- convenience views of the prepared state (the app and tests read these) ------------------
@@ -221,6 +224,11 @@ class SurfaceJob(Job):
             if existing and getattr(r, key) is None and recorded.get(key):
                 spec = replace(spec, **{key: int(recorded[key])})
         loaded = load_problem(spec)
+        self._plane = self._path_plane(loaded) if r.directions == "plane" else None
+        if self._plane is not None:
+            auto_x, auto_y = self._plane.auto_axes()
+            x = parse_axis(auto_x if r.x == "auto" else r.x, "--x")
+            y = parse_axis(auto_y if (r.y or "auto") == "auto" else r.y, "--y")
         metrics = ["loss"] + (["acc"] if "acc" in r.metrics and loaded.problem.classification else [])
         settings = {**loaded.provenance(), **self._direction_settings(), "metrics": ",".join(metrics),
                     "seed": int(r.seed)}
@@ -242,8 +250,10 @@ class SurfaceJob(Job):
                      "directions_source": basis.source or "", "evaluation_strategy": in_file}
             if basis.explained_variance_ratio is not None:
                 attrs["explained_variance_ratio"] = list(basis.explained_variance_ratio)
+            overlay = Overlay(self._plane.points, self._plane.lines) if self._plane is not None else None
             create_file(out, grid_layout(x=x, y=y, metrics=metrics, directions=basis.directions, attrs=attrs,
-                                         trajectory=basis.trajectory, trajectory_names=basis.trajectory_names))
+                                         trajectory=basis.trajectory, trajectory_names=basis.trajectory_names,
+                                         overlay=overlay))
             directions = read_directions(out)  # exactly what a resume will use
         done = read_done(out)
         tile = TileFunction(loaded.problem, directions[:self._axes()], strategy)
@@ -269,6 +279,19 @@ class SurfaceJob(Job):
         unknown = [m for m in r.metrics if m not in METRICS]
         if unknown or not r.metrics:
             raise LandscapeError(f"unknown metric '{','.join(unknown)}'; use --metrics loss or loss,acc")
+        if r.directions == "plane":
+            if not r.path:
+                raise LandscapeError("--directions plane needs --path PATH.h5 (a file written by landscape path)")
+            if r.line is not None:
+                raise LandscapeError("--line draws in the plane of an earlier surface file; compute the plane first")
+            from engine.numerics.path_plane import AUTO_POINTS
+
+            # "auto" axes are resolved once the plane is known; until then they size the file
+            x = parse_axis(r.x, "--x") if r.x != "auto" else np.zeros(AUTO_POINTS)
+            y = parse_axis(r.y, "--y") if r.y not in (None, "auto") else np.zeros(AUTO_POINTS)
+            return x, y
+        if r.x == "auto":
+            raise LandscapeError("--x is required (MIN:MAX:N); only --directions plane chooses its own axes")
         x = parse_axis(r.x, "--x")
         y = parse_axis(r.y, "--y") if r.y is not None else None
         if r.line is not None and (y is not None or r.directions in ("random", "interpolate", "pca")):
@@ -298,6 +321,9 @@ class SurfaceJob(Job):
         if r.directions == "pca":
             digest = hashlib.sha256("".join(file_sha256(p) for p in _trajectory_files(r.trajectory)).encode())
             return {"directions": "pca", "norm": "none", "ignore": r.ignore, "directions_source_sha256": digest.hexdigest()}
+        if r.directions == "plane":
+            return {"directions": "plane", "norm": "none", "ignore": "none",
+                    "directions_source_sha256": path_plane_digest(_existing(r.path or "", "--path file"))}
         source = Path(r.directions)
         if source.suffix.lower() not in (".h5", ".hdf5"):
             raise LandscapeError(
@@ -335,10 +361,40 @@ class SurfaceJob(Job):
             basis = pca_basis(params, trajectory, [p.name for p in paths], r.ignore)
             basis.source = absolute_path(r.trajectory or "")
             return basis
+        if kind == "plane":
+            assert self._plane is not None
+            basis = self._plane.basis
+            basis.source = absolute_path(r.path or "")
+            return basis
         source = Path(r.directions)
         directions = read_directions(source)
         return Basis(kind="file", directions=directions[:self._axes()], norm=settings["norm"],
                      ignore=settings["ignore"], source=absolute_path(str(source)))
+
+    def _path_plane(self, loaded: LoadedProblem) -> PathPlane:
+        """The plane through the path file's endpoints and bend; its A must be this surface's checkpoint."""
+        from engine.io.store.paths import read_endpoint_b, read_path
+        from engine.numerics.curves import CurveShape
+        from engine.numerics.path_plane import path_plane
+
+        r = self.request
+        source = _existing(r.path or "", "--path file")
+        result = read_path(source)
+        if result.attrs.get("checkpoint_sha256") != loaded.checkpoint.sha256:
+            raise LandscapeError(f"{source} is a path from another checkpoint ({result.attrs.get('checkpoint')}); "
+                                 f"the plane is drawn around its first endpoint: pass that checkpoint")
+        params = loaded.problem.params()
+        b = read_endpoint_b(source)
+        if b is None:
+            b = loaded.state_of(load_checkpoint(str(result.attrs.get("b_checkpoint", "")), trust_pickle=r.trust_pickle,
+                                                import_from=pickle_import_folders(r.model)))
+        bends = result.bends
+        if set(params) != set(b) & set(params) or any(set(bend) != set(params) for bend in bends):
+            raise LandscapeError(f"the bends in {source} do not fit this model's parameters; was the path made "
+                                 "for another architecture?")
+        shape = CurveShape(str(result.attrs.get("curve", "linear")), int(result.attrs.get("bends", 0)))
+        return path_plane(shape, {n: t.cpu() for n, t in params.items()}, bends,
+                          {n: b[n].to(params[n].dtype).cpu() for n in params})
 
     def _recorded_settings(self, out: Path) -> dict[str, Any]:
         try:
@@ -436,6 +492,16 @@ class SurfaceJob(Job):
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def path_plane_digest(path: Path) -> str:
+    """What a plane depends on in a path file: its endpoints and its committed bends, not its points."""
+    from engine.io.store.paths import bends_digests
+
+    attrs = settings_of(path)
+    parts = [str(attrs.get("checkpoint_sha256", "")), str(attrs.get("b_checkpoint_sha256", "")), *bends_digests(path)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+
 def _combined(digests: list[str]) -> str:
     return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
 
@@ -500,6 +566,7 @@ def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str 
     def axis(values: np.ndarray) -> str:
         return f"{float(values[0])!r}:{float(values[-1])!r}:{len(values)}"
 
+    plane = kind == "plane"
     if kind != "random" and not source:
         raise LandscapeError(f"{path} does not record where its {kind} directions came from; it cannot be resumed")
     return SurfaceRequest(
@@ -515,8 +582,9 @@ def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str 
         norm=str(a.get("norm", "filter")),
         ignore=str(a.get("ignore", "biasbn")),
         seed=int(a.get("seed", 0)),
-        directions=kind if kind in ("random", "interpolate", "pca") else str(source),
+        directions=kind if kind in ("random", "interpolate", "pca", "plane") else str(source),
         to=source if kind == "interpolate" else None,
+        path=source if plane else None,
         trajectory=source if kind == "pca" else None,
         max_samples=None if max_samples < 0 else max_samples,
         line=tuple(json.loads(a["line"])) if a.get("line") else None,

@@ -17,7 +17,7 @@ from engine.io.store.files import (
     read_attrs, same_file, settings_mismatch, settings_of,
 )
 from engine.io.store.grids import (
-    AXES, VALUE_DATASETS, GridWriter, Surface, grid_layout, grid_nbytes, grid_shape, read_axes, read_directions,
+    AXES, VALUE_DATASETS, GridWriter, Overlay, Surface, grid_layout, grid_nbytes, grid_shape, read_axes, read_directions,
     read_done, read_surface, value_ranges, write_surface,
 )
 from engine.io.store.lock import WriterLock, writer_of
@@ -25,7 +25,7 @@ from engine.io.store.logs import LogTable, append_log, read_log
 from engine.io.store.tensors import read_tensor_group, tensor_digest, tensor_group_digests
 
 __all__ = [
-    "AXES", "FORMAT", "FORMAT_VERSION", "VALUE_DATASETS", "ArraySpec", "GridWriter", "Layout", "LogSpec", "LogTable",
+    "AXES", "FORMAT", "FORMAT_VERSION", "VALUE_DATASETS", "ArraySpec", "GridWriter", "Layout", "LogSpec", "LogTable", "Overlay",
     "Surface", "WriterLock", "append_log", "atomic_path", "check_space", "create_file", "damaged", "grid_layout",
     "grid_nbytes", "grid_shape", "open_h5", "read_attrs", "read_axes", "read_directions", "read_done", "read_log",
     "read_surface", "read_tensor_group", "same_file", "settings_mismatch", "settings_of", "tensor_digest",

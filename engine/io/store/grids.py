@@ -8,6 +8,9 @@
 * ``directions/x/<name>``, ``directions/y/<name>``: the direction tensors (float32),
   each axis with the ``sha256`` of its tensors (:mod:`engine.io.store.tensors`);
 * ``trajectory/x``, ``trajectory/y``, ``trajectory/names`` for PCA surfaces;
+* ``overlay/points`` (P, 2) with ``overlay/point_names``, and ``overlay/lines/<name>``
+  (M, 2): marks and polylines in the plane's coordinates (a mode-connectivity plane's
+  endpoints, bend, straight segment and curve);
 * root attributes: format, format_version, kind and provenance.
 
 Li et al.'s own files (meshgrid ravel order, unfinished points <= 0) read as well.
@@ -42,6 +45,14 @@ ROW_BLOCK = 1 << 20  # points read at a time when scanning a grid's values
 
 
 @dataclass
+class Overlay:
+    """Named points and polylines drawn over a surface, in its (x, y) coordinates."""
+
+    points: dict[str, tuple[float, float]]  # "A", "B", "bend 1", ...
+    lines: dict[str, np.ndarray]  # "straight", "curve": (M, 2) arrays
+
+
+@dataclass
 class Surface:
     """A surface read from disk (Landscape's or Li et al.'s format), ready to plot."""
 
@@ -54,6 +65,7 @@ class Surface:
     attrs: dict[str, Any] = field(default_factory=dict)
     trajectory: dict[str, np.ndarray] | None = None
     trajectory_names: list[str] = field(default_factory=list)
+    overlay: Overlay | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -82,6 +94,7 @@ def grid_layout(
     attrs: Mapping[str, Any],
     trajectory: Mapping[str, np.ndarray] | None = None,
     trajectory_names: list[str] | None = None,
+    overlay: Overlay | None = None,
 ) -> Layout:
     """A new, empty grid file: coordinates, NaN values, an empty done mask, directions, trajectory."""
     shape = grid_shape(len(x), None if y is None else len(y))
@@ -95,6 +108,8 @@ def grid_layout(
         arrays["trajectory/x"] = np.asarray(trajectory["x"], dtype=np.float64)
         arrays["trajectory/y"] = np.asarray(trajectory["y"], dtype=np.float64)
         arrays["trajectory/names"] = np.array(list(trajectory_names or []), dtype=h5py.string_dtype())
+    if overlay is not None:
+        arrays.update(overlay_arrays(overlay))
     root = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "engine_version": __version__,
@@ -114,9 +129,10 @@ class GridWriter:
     size of the grid, and nothing of the grid needs to be held in memory.
     """
 
-    def __init__(self, path: str | Path, datasets: list[str]) -> None:
+    def __init__(self, path: str | Path, datasets: list[str], done: str = "done") -> None:
         self.path = Path(path)
         self.datasets = list(datasets)  # "train_loss", "train_acc"
+        self.done = done  # the mask the written points are flagged in (a path's baselines have their own)
         self._pending: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
         self._attrs: dict[str, str] = {}
 
@@ -148,7 +164,7 @@ class GridWriter:
                     for name in self.datasets:
                         _write_points(handle[name], indices, values[name])
                     handle.flush()  # values reach the file before the flags that say they are there
-                    _write_points(handle["done"], indices, np.ones(len(indices), dtype=np.uint8))
+                    _write_points(handle[self.done], indices, np.ones(len(indices), dtype=np.uint8))
         except (OSError, RuntimeError) as exc:
             raise write_error(self.path, exc) from exc
         self._pending.clear()
@@ -172,6 +188,33 @@ def _write_points(target: h5py.Dataset, flat: np.ndarray, values: np.ndarray) ->
     space.select_elements(coords)
     memory = h5py.h5s.create_simple((len(flat),))
     target.id.write(memory, space, np.ascontiguousarray(values, dtype=target.dtype))
+
+
+def overlay_arrays(overlay: Overlay) -> dict[str, np.ndarray]:
+    """The datasets that store an overlay (see the module docstring)."""
+    arrays = {"overlay/points": np.array(list(overlay.points.values()), dtype=np.float64).reshape(-1, 2),
+              "overlay/point_names": np.array(list(overlay.points), dtype=h5py.string_dtype())}
+    for name, line in overlay.lines.items():
+        arrays[f"overlay/lines/{name}"] = np.asarray(line, dtype=np.float64).reshape(-1, 2)
+    return arrays
+
+
+def _read_overlay(handle: h5py.File, path: Path) -> Overlay | None:
+    if "overlay" not in handle:
+        return None
+    points = np.asarray(dataset(handle, "overlay/points", path, dims=2)[()], dtype=np.float64)
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in handle["overlay/point_names"][()]] \
+        if "overlay/point_names" in handle else []
+    if points.shape[1:] != (2,) or len(names) != len(points):
+        raise damaged(path, "overlay/points and overlay/point_names do not match")
+    lines = {}
+    if "overlay/lines" in handle:
+        for name in handle["overlay/lines"]:
+            line = np.asarray(dataset(handle, f"overlay/lines/{name}", path, dims=2)[()], dtype=np.float64)
+            if line.shape[1:] != (2,):
+                raise damaged(path, f"overlay/lines/{name} is not a list of (x, y) points")
+            lines[name] = line
+    return Overlay({n: (float(p[0]), float(p[1])) for n, p in zip(names, points)}, lines)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -268,7 +311,8 @@ def _landscape_surface(path: Path, handle: h5py.File, attrs: dict[str, Any], x: 
                       for axis in AXES}
         if "trajectory/names" in handle:
             names = [n.decode() if isinstance(n, bytes) else str(n) for n in handle["trajectory/names"][()]]
-    return Surface(path, FORMAT, x, y, values, done.astype(bool).reshape(shape), attrs, trajectory, names)
+    return Surface(path, FORMAT, x, y, values, done.astype(bool).reshape(shape), attrs, trajectory, names,
+                   _read_overlay(handle, path))
 
 
 def _li_surface(path: Path, attrs: dict[str, Any], x: np.ndarray, y: np.ndarray | None, shape: tuple[int, ...],
@@ -345,5 +389,8 @@ def write_surface(path: str | Path, surface: Surface, directions: list[Mapping[s
             group.create_dataset("x", data=np.asarray(surface.trajectory["x"], dtype=np.float64))
             group.create_dataset("y", data=np.asarray(surface.trajectory["y"], dtype=np.float64))
             group.create_dataset("names", data=np.array(surface.trajectory_names, dtype=h5py.string_dtype()))
+        if surface.overlay is not None:
+            for name, array in overlay_arrays(surface.overlay).items():
+                handle.create_dataset(name, data=array)
     return path
 

@@ -33,14 +33,29 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
 
 
 def write_tensor_group(handle: h5py.File, group: str, members: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
-    """Write each member's tensors (as given: callers choose the stored dtype) with its digest."""
+    """Write each member's tensors (as given: callers choose the stored dtype) with its digest.
+
+    The digest is a fixed-width attribute, so :func:`overwrite_tensor_group` can replace
+    the tensors later by writing raw data only.
+    """
     parent = handle.require_group(group)
     for member, tensors in members.items():
         node = parent.create_group(member)
         stored = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
         for name, tensor in stored.items():
             node.create_dataset(name, data=tensor.numpy())
-        node.attrs["sha256"] = tensor_digest(stored)
+        node.attrs["sha256"] = np.bytes_(tensor_digest(stored))
+
+
+def overwrite_tensor_group(handle: h5py.File, group: str, members: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+    """Replace the tensors of existing members in place (same names, shapes and dtypes), digest last."""
+    for member, tensors in members.items():
+        node = handle[group][member]
+        stored = {name: np.array(tensor.detach().cpu().numpy(), dtype=node[name].dtype, order="C")
+                  for name, tensor in tensors.items()}  # np.array keeps a 0-d tensor 0-d
+        for name, array in stored.items():
+            node[name][...] = array
+        node.attrs.modify("sha256", np.bytes_(tensor_digest({n: torch.from_numpy(a) for n, a in stored.items()})))
 
 
 def read_tensor_group(path: str | Path, group: str, members: list[str] | None = None) -> dict[str, TensorSet]:
@@ -60,7 +75,7 @@ def read_tensor_group(path: str | Path, group: str, members: list[str] | None = 
             for name, item in node.items():
                 if not isinstance(item, h5py.Dataset) or not np.issubdtype(item.dtype, np.number):
                     raise damaged(path, f"{group}/{member}/{name} is not a numeric array")
-                tensors[name] = torch.from_numpy(np.ascontiguousarray(item[()]))
+                tensors[name] = torch.from_numpy(np.array(item[()]))  # 0-d stays 0-d (ascontiguousarray makes it 1-d)
             recorded = node.attrs.get("sha256")
             if recorded is not None:
                 recorded = recorded.decode() if isinstance(recorded, bytes) else str(recorded)
