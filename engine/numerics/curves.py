@@ -74,12 +74,17 @@ class CurveShape:
 
     def _polychain(self, t: float, derivative: bool) -> np.ndarray:
         segments = self.points - 1
-        index = int(np.clip(np.floor(t * segments), 0, segments - 1))
-        local = t * segments - index
+        position = t * segments
+        knot = round(position)
+        at_knot = abs(position - knot) <= 1e-9 * max(1.0, abs(position))
+        index = int(np.clip(np.floor(position), 0, segments - 1)) if not at_knot else int(np.clip(knot, 0, segments - 1))
         result = np.zeros(self.points)
         if derivative:
             result[index], result[index + 1] = -segments, segments
+        elif at_knot and 0 <= knot <= segments:
+            result[knot] = 1.0  # exactly the bend (or endpoint) at its knot, not 1 - eps of it
         else:
+            local = position - index
             result[index], result[index + 1] = 1.0 - local, local
         return result
 
