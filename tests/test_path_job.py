@@ -323,3 +323,62 @@ def test_the_plane_surface_has_orthonormal_directions_an_overlay_and_the_losses_
     path_values = read_path(path)
     assert losses[0] == pytest.approx(path_values.values["train_loss"][0], rel=1e-6)
     assert losses[1] == pytest.approx(path_values.values["train_loss"][-1], rel=1e-3, abs=1e-5)
+
+
+def _permuted_copy(path: str, out: Path, seed: int = 3) -> None:
+    """The mlp-sine model with both hidden layers' units shuffled by hand: the same function, other weights."""
+    saved = torch.load(path)
+    state = dict(saved["state_dict"])
+    g = torch.Generator().manual_seed(seed)
+    for layer, following in (("0", "2"), ("2", "4")):
+        perm = torch.randperm(state[f"{layer}.weight"].shape[0], generator=g)
+        state[f"{layer}.weight"], state[f"{layer}.bias"] = state[f"{layer}.weight"][perm], state[f"{layer}.bias"][perm]
+        state[f"{following}.weight"] = state[f"{following}.weight"][:, perm]
+    torch.save({**saved, "state_dict": state}, out)
+
+
+def test_weight_matching_finds_a_permuted_copy_and_its_straight_line_has_no_barrier(pair, tmp_path):
+    shuffled = tmp_path / "shuffled.pt"
+    _permuted_copy(pair["a"], shuffled)
+    out, aligned = tmp_path / "p.h5", tmp_path / "aligned.pt"
+    done = _cli("path", pair["a"], str(shuffled), "--data", pair["data"], "--align", "weight-matching", "--points", "11",
+                "--save-aligned", str(aligned), "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["main"] == "linear_aligned" and summary["alignment"]["max_output_difference"] < 1e-5
+    before = summary["barriers"]["linear"]["train_loss"]["interpolated"]
+    after = summary["barriers"]["linear_aligned"]["train_loss"]
+    assert before > 0.01
+    assert abs(after["interpolated"]) < 1e-9 and after["max"] < 1e-9  # the aligned copy is A itself
+    restored = torch.load(aligned)["state_dict"]
+    original = torch.load(pair["a"])["state_dict"]
+    assert all(torch.equal(restored[k], original[k]) for k in original)
+
+
+def test_weight_matching_refuses_a_residual_model_in_one_line(tmp_path):
+    model_file = tmp_path / "residual.py"
+    model_file.write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Residual(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.inp, self.block, self.out = nn.Linear(3, 8), nn.Linear(8, 8), nn.Linear(8, 1)\n\n"
+        "    def forward(self, x):\n"
+        "        h = torch.relu(self.inp(x))\n"
+        "        return self.out(h + torch.relu(self.block(h)))\n\n"
+        "def residual():\n    return Residual()\n")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("residual_for_test", model_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, seed in (("a", 0), ("b", 1)):
+        torch.manual_seed(seed)
+        torch.save(module.residual().state_dict(), tmp_path / f"{name}.pt")
+    x = np.random.default_rng(0).standard_normal((16, 3)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=x[:, :1])
+    done = _cli("path", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--data", str(tmp_path / "d.npz"),
+                "--model", f"{model_file}:residual", "--align", "weight-matching", "--out", str(tmp_path / "p.h5"))
+    assert done.returncode == 2 and "residual connection" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.h5").exists()
