@@ -382,3 +382,29 @@ def test_weight_matching_refuses_a_residual_model_in_one_line(tmp_path):
     assert done.returncode == 2 and "residual connection" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_weight_matching_aligns_a_permuted_batchnorm_cnn_back_onto_the_original(bn_pair, tmp_path):
+    saved = torch.load(bn_pair["a"])
+    state = dict(saved["state_dict"])
+    channels = state["0.weight"].shape[0]
+    g = torch.Generator().manual_seed(5)
+    first, second = torch.randperm(channels, generator=g), torch.randperm(channels, generator=g)
+    state["0.weight"] = state["0.weight"][first]
+    state["3.weight"] = state["3.weight"][:, first][second]
+    for bn, perm in (("1", first), ("4", second)):
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            state[f"{bn}.{key}"] = state[f"{bn}.{key}"][perm]
+    classes = state["8.weight"].shape[0]
+    state["8.weight"] = state["8.weight"].reshape(classes, channels, -1)[:, second].reshape(classes, -1)
+    shuffled = tmp_path / "shuffled.pt"
+    torch.save({**saved, "state_dict": state}, shuffled)
+    out = tmp_path / "p.h5"
+    _run(PathRequest(a=bn_pair["a"], b=str(shuffled), data=bn_pair["data"], align="weight-matching", points=5,
+                     out=str(out)))
+    result = read_path(out)
+    assert result.main == "linear_aligned" and result.attrs["bn_recompute"] == "on"
+    assert result.barriers["linear"]["train_loss"]["interpolated"] > 0.1
+    aligned = result.series["linear_aligned"].values["train_loss"]
+    assert np.ptp(aligned) < 1e-6 * aligned.max()  # every point is A again
+    assert result.attrs["alignment_max_output_difference"] < 1e-4

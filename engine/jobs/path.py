@@ -27,6 +27,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
+from torch.func import functional_call
 
 from engine.errors import LandscapeError
 from engine.io.checkpoints import load_checkpoint, pickle_import_folders, save_checkpoint
@@ -198,8 +199,8 @@ class PathJob(Job):
         problem = loaded.problem
         b_checkpoint = load_checkpoint(r.b, trust_pickle=r.trust_pickle, import_from=pickle_import_folders(r.model))
         _check_same_architecture(loaded, b_checkpoint)
-        b_state = {k: v.to(problem.device) for k, v in loaded.state_of(b_checkpoint).items()}
         a_state = dict(problem.origin())
+        b_state = _laid_out_like(a_state, loaded.state_of(b_checkpoint))
         test = self._test_problem(loaded)
         bn = self._batchnorm_choice(problem)
         settings = {
@@ -217,7 +218,7 @@ class PathJob(Job):
         if r.align == "weight-matching":
             stored = read_endpoint_b(out) if existing else None
             if stored is not None:  # resuming: the aligned B as the file recorded it (same bits, no matching)
-                aligned = {**b_state, **{k: v.to(problem.device, b_state[k].dtype) for k, v in stored.items()}}
+                aligned = {**b_state, **_laid_out_like(a_state, stored)}
                 details["alignment"] = {k[len("alignment_"):]: v for k, v in recorded.items()
                                         if k.startswith("alignment_")}
             else:
@@ -326,7 +327,6 @@ class PathJob(Job):
         inputs = [x for x, _ in problem.batches()]
         difference = max_output_difference(problem.model, b_state, result.state, inputs)
         with torch.inference_mode():
-            from torch.func import functional_call
             scale = max(float(functional_call(problem.model, b_state, (x,)).abs().max()) for x in inputs)
         if not difference <= ALIGNMENT_TOLERANCE * max(scale, 1.0):
             raise LandscapeError(
@@ -337,7 +337,7 @@ class PathJob(Job):
                  "similarity_after": float(result.similarity_after), "groups": len(result.perms)}
         self.messages.append(f"aligned B to A by weight matching ({len(result.perms)} groups of hidden units, "
                              f"{result.iterations} sweeps); largest output difference {difference:.2g}")
-        aligned = {k: v.to(problem.device) for k, v in result.state.items()}
+        aligned = _laid_out_like(a_state, result.state)
         if self.request.save_aligned:
             self._save_aligned(loaded, aligned)
         return aligned, result.perms, facts
@@ -586,6 +586,12 @@ def _coarse_to_fine(n: int) -> list[int]:
             order.append(n - 1)
         step //= 2
     return order
+
+
+def _laid_out_like(a: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor]) -> Tensors:
+    """B's tensors on A's device, in A's dtype and memory layout (channels_last on the CPU), so that every
+    point of a path runs the same kernels: a path from A to a copy of A is then exactly flat."""
+    return {k: torch.empty_like(a[k]).copy_(v) if k in a else v for k, v in tensors.items()}
 
 
 def _check_same_architecture(loaded: LoadedProblem, b: Any) -> None:
