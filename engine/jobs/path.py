@@ -45,6 +45,7 @@ from engine.numerics.barriers import path_barriers
 from engine.numerics.curve_training import CurveTrainer, TrainingSettings, has_batchnorm
 from engine.numerics.curves import CURVES, CurveShape, curve_length, curve_point, gram, straight_bends, t_grid
 from engine.numerics.problem import Problem
+from engine.numerics.threads import forward_flops, intra_op_threads, threads_for
 
 TRAINING, EVALUATING = "training", "evaluating"
 ALIGNMENTS = ("none", "weight-matching")
@@ -151,6 +152,7 @@ class _Prepared:
     epoch: int  # epochs finished (saved in the file)
     resumed_from: int
     details: dict[str, Any]
+    threads: int  # intra-op threads for evaluating a point (one for small models: engine.numerics.threads)
 
 
 class PathJob(Job):
@@ -264,7 +266,8 @@ class PathJob(Job):
                 state = b_state if name == "linear" else b_used
                 series.append(_Series(name, series_shape, state, done,
                                       GridWriter(out, [prefix + v for v in names], done=prefix + "done")))
-        self._state = _Prepared(loaded, test, t, names, series, main, bn, trainer, epoch, 0, details)
+        threads = threads_for(forward_flops(problem.model, next(iter(problem.batches()))[0]))
+        self._state = _Prepared(loaded, test, t, names, series, main, bn, trainer, epoch, 0, details, threads)
         self._state.resumed_from = self._done_count()
         if self._state.resumed_from:
             self.messages.append(f"resuming {out}: {self._state.resumed_from} of {self.total} {self.noun} already done")
@@ -428,7 +431,7 @@ class PathJob(Job):
         """Loss and accuracy (train, test) at w(t), with this point's BatchNorm statistics."""
         state = self._ready()
         problem = state.loaded.problem
-        with torch.inference_mode():
+        with torch.inference_mode(), intra_op_threads(state.threads):
             params = curve_point(series.shape, controls, t)
             buffers = self._buffers(series, params, t)
             result = {}

@@ -23,6 +23,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from engine.errors import LandscapeError
 from engine.numerics.curves import CurveShape, curve_point
 from engine.numerics.problem import Problem
+from engine.numerics.threads import forward_flops, intra_op_threads, threads_for
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("garipov", "constant", "cosine")
@@ -100,6 +101,9 @@ class CurveTrainer:
         self.b = {n: b[n].detach().to(problem.device) for n in self.names}
         self.bends = [{n: bend[n].detach().to(problem.device).clone().requires_grad_() for n in self.names}
                       for bend in bends]
+        self._data = None if problem.streamed else _joined(problem)
+        head = next(iter(problem.batches()))[0][:settings.batch_size]
+        self.threads = threads_for(forward_flops(problem.model, head))  # one thread for small minibatches
         leaves = [bend[n] for bend in self.bends for n in self.names]
         if settings.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(leaves, lr=settings.lr)
@@ -155,32 +159,31 @@ class CurveTrainer:
             for step, ((x, y), t) in enumerate(zip(batches, ts)):
                 if stop():
                     return
-                weights = curve_point(self.shape, [controls_fixed[0], *self.bends, controls_fixed[1]], t)
-                loss = self.problem.loss(weights, None, (x, y))
-                objective = loss
-                if settings.weight_decay:
-                    objective = loss + 0.5 * settings.weight_decay * sum((w * w).sum() for w in weights.values())
-                self.optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                self.optimizer.step()
+                with intra_op_threads(self.threads):
+                    weights = curve_point(self.shape, [controls_fixed[0], *self.bends, controls_fixed[1]], t)
+                    loss = self.problem.loss(weights, None, (x, y))
+                    objective = loss
+                    if settings.weight_decay:
+                        objective = loss + 0.5 * settings.weight_decay * sum((w * w).sum() for w in weights.values())
+                    self.optimizer.zero_grad(set_to_none=True)
+                    objective.backward()
+                    self.optimizer.step()
                 yield StepReport(epoch, step + 1, len(batches), t, float(loss.detach()))
 
     def _minibatches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled minibatches: over all the data when it is on the device, within each chunk when streamed."""
         size = self.settings.batch_size
-        for x, y in _joined(self.problem):
+        for x, y in self._data or self.problem.batches():
             order = torch.randperm(len(x), generator=generator).to(x.device)
             for start in range(0, len(x), size):
                 index = order[start:start + size]
                 yield x[index], y[index]
 
 
-def _joined(problem: Problem) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    if problem.streamed:
-        yield from problem.batches()
-        return
+def _joined(problem: Problem) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """All the data as one (x, y) pair on the device, made once (it fits: the problem keeps it there)."""
     parts = list(problem.batches())
-    yield torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+    return [(torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]))]
 
 
 @contextmanager
