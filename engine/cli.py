@@ -123,7 +123,11 @@ def _add_path(sub: Any) -> None:
     p.add_argument("--eval-batch-size", type=int, help="samples per forward pass when evaluating points")
     p.add_argument("--memory-budget", metavar="SIZE", help="memory for data kept on the device etc., e.g. 8GiB (default 2GiB)")
     p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need arbitrary unpickling")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false",
+                   help="only the requested path: not also the straight line (before and after --align) for comparison")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file made with other settings")
+    p.add_argument("--flush-seconds", type=float, default=0.5,
+                   help="seconds of work between writes to the file: the most a killed run loses (default 0.5)")
     p.add_argument("--out", required=True, help="output path file (.h5)")
     p.add_argument("--json", action="store_true", help="print one JSON object summarizing the result on stdout")
     p.set_defaults(run=_run_path)
@@ -143,7 +147,8 @@ def _run_path(args: argparse.Namespace) -> int:
         bn_recompute=args.bn_recompute, bn_samples=args.bn_samples, seed=args.seed, max_samples=args.max_samples,
         device=args.device, eval_batch_size=args.eval_batch_size,
         memory_budget=parse_size(args.memory_budget) if args.memory_budget else None,
-        trust_pickle=args.trust_pickle, overwrite=args.overwrite,
+        trust_pickle=args.trust_pickle, overwrite=args.overwrite, baselines=args.baselines,
+        flush_seconds=args.flush_seconds,
     )
     return run_job(PathJob(request), as_json=args.json)
 

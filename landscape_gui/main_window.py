@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QImage, QKeySequence, QPainter
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar, QPushButton,
     QSplitter, QTabWidget,
@@ -22,20 +22,23 @@ from engine.errors import LandscapeError
 from engine.io.export import export_grid
 from engine.io.references import one_line
 from engine.io.store import writer_of
+from engine.display.paths import path_status
 from engine.jobs.base import COMPUTING, Progress
+from engine.jobs.path import PathProgress
 from engine.jobs.registry import resume_request
 from engine.jobs.surface import SurfaceRequest, line_request
 from landscape_gui.help import about_dialog, shortcuts_dialog, tour_dialog
 from landscape_gui.jobs import JobRunner, Started
 from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
 from landscape_gui.settings import AppSettings
-from landscape_gui.state import RESULT_STATES, AppState, Landscape, default_slice, point_readout
+from landscape_gui.state import RESULT_STATES, AppState, Landscape, default_slice, open_result, point_readout
 from landscape_gui.views.compare import CompareView
 from landscape_gui.views.heatmap import HeatmapView
+from landscape_gui.views.path_view import PathView
 from landscape_gui.views.profile import ProfileView, curve_from_profile
 from landscape_gui.views.surface3d import Surface3DView
 
-GRID_FILTER = "Surface files (*.h5 *.hdf5);;All files (*)"
+GRID_FILTER = "Landscape files: surfaces and paths (*.h5 *.hdf5);;All files (*)"
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
 LINE_POINTS = 101
 REDRAW_MS = 150  # newest values reach the views this often while a job runs
@@ -59,6 +62,7 @@ class MainWindow(QMainWindow):
         self.profile = ProfileView(self.state)
         self.surface3d = Surface3DView(self.state)
         self.compare = CompareView(self.state)
+        self.path_view = PathView(self.state)
         left = QSplitter(Qt.Vertical)
         left.addWidget(self.heatmap)
         left.addWidget(self.profile)
@@ -70,6 +74,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.explore, "Explore")
         self.tabs.addTab(self.compare, "Compare")
+        self.tabs.addTab(self.path_view, "Path")
         self.setCentralWidget(self.tabs)
 
         self.landscape_list = LandscapeList(self.state)
@@ -119,8 +124,10 @@ class MainWindow(QMainWindow):
         self._redraw_timer.timeout.connect(self.redraw_stale)
         self.state.view.changed.connect(self._view_changed)
         self.state.current_changed.connect(lambda _l: self._update_title())
+        self.state.current_changed.connect(lambda _l: self._follow_current_kind())
         self._build_menus()
         self._restore_window()
+        self.setAcceptDrops(True)  # files dropped on the window open as File ▸ Open would open them
 
     # -- menus -------------------------------------------------------------------------------
     def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -139,7 +146,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Open &Checkpoint…", self.open_checkpoint_dialog, QKeySequence.Open,
                      "Open one or several checkpoints and compute a surface around them")
         self._action(file_menu, "Open &Grid…", self.open_grid_dialog, "Ctrl+G",
-                     "Open surface files: Landscape's or Li et al.'s loss-landscape .h5")
+                     "Open result files: surfaces (Landscape's or Li et al.'s loss-landscape .h5) and paths")
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
@@ -148,7 +155,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Export Gri&d…", self.export_grid_dialog, "Ctrl+Shift+E",
                      "Save the current surface as Landscape HDF5, CSV or ParaView .vtp")
         file_menu.addSeparator()
-        self._action(file_menu, "&Close Surface", self.close_current, QKeySequence.Close)
+        self._action(file_menu, "&Close Surface or Path", self.close_current, QKeySequence.Close)
         self._action(file_menu, "&Quit", self.close, QKeySequence.Quit)
 
         compute = bar.addMenu("&Compute")
@@ -156,6 +163,8 @@ class MainWindow(QMainWindow):
                      "Compute a surface around the checkpoint of the current surface")
         self._action(compute, "Compute Slice &Line", self.compute_slice_line, "Ctrl+L",
                      "Evaluate the model along the slice line at full resolution")
+        self._action(compute, "&Mode Connectivity…", self.mode_connectivity_dialog, "Ctrl+M",
+                     "The loss along a path between two checkpoints: the straight line or a trained curve")
         self._action(compute, "&Resume Computing", self.resume_current, None,
                      "Compute the points the current file is missing")
         self._action(compute, "&Cancel Job", self.cancel_running, "Esc")
@@ -171,6 +180,7 @@ class MainWindow(QMainWindow):
         view = bar.addMenu("&View")
         self._action(view, "&Explore", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._action(view, "&Compare", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
+        self._action(view, "&Path", lambda: self.tabs.setCurrentWidget(self.path_view), "Ctrl+3")
         self._action(view, "&Reset Slice Line", self.reset_slice)
         self._action(view, "Reset &3D View", self.surface3d.reset_camera, "Ctrl+0")
         view.addSeparator()
@@ -250,12 +260,13 @@ class MainWindow(QMainWindow):
             self.open_checkpoints(checkpoints)
 
     def open_grid(self, path: str | Path, resume: bool = True) -> Landscape | None:
-        """Read a surface file and show it; a partial Landscape file is resumed unless another process writes it."""
+        """Read a result file (a surface or a path) and show it; a partial Landscape file is resumed unless
+        another process writes it."""
         running = self.state.find(path)
         if running is not None and self._is_running(path):
             self.state.set_current(running)  # our job is writing it; what it shows is current already
             return running
-        landscape = self._guard(Landscape.open, path)
+        landscape = self._guard(open_result, path)
         if landscape is None:
             self.settings.remove_recent(path)  # what cannot be opened is not offered again
             return None
@@ -266,8 +277,19 @@ class MainWindow(QMainWindow):
             self.resume(landscape)
         return landscape
 
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt naming
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt naming
+        """Dropped files open by what they are: surface and path files as results, others as checkpoints."""
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
     def open_grid_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open surface files", self.settings.last_folder("grids"),
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open surface and path files", self.settings.last_folder("grids"),
                                                 GRID_FILTER)
         for path in paths:
             self.open_grid(path)
@@ -310,8 +332,8 @@ class MainWindow(QMainWindow):
             self.submit(request)
 
     # -- computing -----------------------------------------------------------------------------
-    def submit(self, request: SurfaceRequest) -> None:
-        """Queue a surface job; its file opens as soon as the job has created it."""
+    def submit(self, request) -> None:
+        """Queue a job (a SurfaceRequest or a PathRequest); its file opens as soon as the job has created it."""
         self.runner.submit(request)
         self._show_progress(True)
 
@@ -345,6 +367,28 @@ class MainWindow(QMainWindow):
             self.open_checkpoints([Path(checkpoint)])
         else:
             self.open_checkpoint_dialog()
+
+    def mode_connectivity_dialog(self) -> None:
+        """Compute ▸ Mode Connectivity…: two checkpoints and a path; the job fills the Path tab as it runs."""
+        from landscape_gui.dialogs.path_dialog import PathDialog
+
+        a, b = self._endpoints_at_hand()
+        dialog = PathDialog(a, b, settings=self.settings.q, parent=self)
+        self.path_dialog = dialog  # the one shown last (tests drive it)
+        if dialog.exec():
+            request = self._guard(dialog.request)
+            if request is not None:
+                self.submit(request)
+
+    def _endpoints_at_hand(self) -> tuple[str | None, str | None]:
+        """Checkpoints A and B to start the dialog with: the current path's, or the current surface's checkpoint."""
+        current = self.state.current
+        if current is None:
+            return None, None
+        attrs = current.surface.attrs
+        a = attrs.get("checkpoint") if attrs.get("checkpoint") and Path(attrs["checkpoint"]).is_file() else None
+        b = attrs.get("b_checkpoint") if current.kind == "path" else None  # else the dialog looks beside A
+        return a, (b if b and Path(b).is_file() else None)
 
     def compute_slice_line(self) -> None:
         """Evaluate the model along the slice line at full resolution (a 1D file next to the surface)."""
@@ -430,13 +474,25 @@ class MainWindow(QMainWindow):
         if landscape is not None:
             landscape.apply(progress)
             self._stale.add(landscape)
-        if progress.phase != COMPUTING:
+        if isinstance(progress, PathProgress):
+            status = self._path_status(landscape, progress)
+        elif progress.phase != COMPUTING:
             status = f"{progress.phase}…"
         else:
             status = f"{progress.done}/{progress.total}" + ("" if progress.eta is None else
                                                             f"  ETA {format_seconds(progress.eta)}")
         self._pending_status = (progress.done, progress.total, f"{self._job_name}: {status}")
         self._schedule_redraw()
+
+    @staticmethod
+    def _path_status(landscape, progress: PathProgress) -> str:
+        """Training epoch k/E (with the live loss), or the series being evaluated and its points."""
+        series = landscape.result.series.get(progress.series) if landscape is not None else None
+        text = path_status(progress.phase, epoch=progress.epoch, epochs=progress.epochs, loss=progress.loss,
+                           series=progress.series, attrs=landscape.result.attrs if landscape is not None else None,
+                           series_done=int(series.done.sum()) if series is not None else 0,
+                           points=int(series.done.size) if series is not None else 0)
+        return text + ("" if progress.eta is None else f"  ETA {format_seconds(progress.eta)}")
 
     def _schedule_redraw(self) -> None:
         if not self._redraw_timer.isActive():
@@ -524,6 +580,10 @@ class MainWindow(QMainWindow):
         landscape = self.state.current
         if landscape is None:
             self.show_error("open a surface before exporting it")
+            return None
+        if landscape.kind == "path":
+            self.show_error("a path has no grid to export: its file is the data; use File ▸ Export Figure… "
+                            "for a picture")
             return None
         out = self._guard(export_grid, landscape.surface, path, self.state.view.metric)
         if out is not None:
@@ -620,6 +680,7 @@ class MainWindow(QMainWindow):
             if session.get("slice") and current.surface.dimensions == 2:
                 self.state.view.slice = session["slice"]
         self.tabs.setCurrentIndex(int(session.get("tab") or 0))
+        self._follow_current_kind()
         return True
 
     def _restore_window(self) -> None:
@@ -646,6 +707,22 @@ class MainWindow(QMainWindow):
                 self.state.view.set(key, value)
             except (ValueError, AttributeError, TypeError):
                 pass
+
+    def _follow_current_kind(self) -> None:
+        """A path shows in the Path tab and a surface in Explore: the tab follows the current result's kind.
+
+        While a path is current the Explore tab is disabled (its map, profile and 3D view draw surfaces);
+        Compare keeps showing the surfaces ticked in the list.
+        """
+        current = self.state.current
+        is_path = current is not None and current.kind == "path"
+        explore = self.tabs.indexOf(self.explore)
+        self.tabs.setTabEnabled(explore, not is_path)
+        self.tabs.setTabToolTip(explore, "The current result is a path: see the Path tab" if is_path else "")
+        if is_path:
+            self.tabs.setCurrentWidget(self.path_view)
+        elif current is not None and not is_path and self.tabs.currentWidget() is self.path_view:
+            self.tabs.setCurrentWidget(self.explore)
 
     def _update_title(self) -> None:
         current = self.state.current

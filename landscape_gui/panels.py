@@ -17,8 +17,9 @@ from PySide6.QtWidgets import (
     QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from engine.display.levels import AUTO_LIMITS_TEXT, LIMIT_MODES, SCALES, to_metric_units
-from landscape_gui.state import AppState, Landscape
+from engine.display.levels import AUTO_LIMITS_TEXT, LIMIT_MODES, LOG_LEVEL_DECADES, SCALES, to_metric_units
+from engine.display.paths import series_label
+from landscape_gui.state import AppState, Landscape, PathLandscape
 from landscape_gui.views.colors import COLORMAPS
 
 
@@ -40,17 +41,23 @@ def scrolling(widget: QWidget) -> QScrollArea:
     return area
 
 
-def list_text(landscape: Landscape) -> str:
-    """A list entry: the name, a 1D tag (1D surfaces are not compared) and the progress of a partial file."""
+def list_text(landscape: Landscape | PathLandscape) -> str:
+    """A list entry: the name, a 1D or path tag (neither is compared) and the progress of a partial file."""
     done, total = landscape.progress
-    tag = "" if landscape.surface.dimensions == 2 else ("  · 1D line" if landscape.is_line else "  · 1D")
+    if landscape.kind == "path":
+        tag = "  · path"
+    else:
+        tag = "" if landscape.surface.dimensions == 2 else ("  · 1D line" if landscape.is_line else "  · 1D")
     suffix = "" if done == total else f"  [{100 * done // max(total, 1)}%]"
     return f"{landscape.name}{tag}{suffix}"
 
 
-def list_tooltip(landscape: Landscape) -> str:
-    note = ("Tick to include in the Compare tab" if landscape.surface.dimensions == 2
-            else "1D: drawn in the profile view (Compare shows 2D surfaces only)")
+def list_tooltip(landscape: Landscape | PathLandscape) -> str:
+    if landscape.kind == "path":
+        note = "A path between two checkpoints: shown in the Path tab"
+    else:
+        note = ("Tick to include in the Compare tab" if landscape.surface.dimensions == 2
+                else "1D: drawn in the profile view (Compare shows 2D surfaces only)")
     return f"{landscape.name}\n{landscape.path}\n{note}"
 
 
@@ -249,28 +256,42 @@ class DisplayPanel(QWidget):
         self.colormap.addItems(list(COLORMAPS))
         self.contours = QSpinBox()
         self.contours.setRange(0, 40)
+        self.log_contours = QCheckBox("Log-spaced levels")
+        self.log_contours.setToolTip(
+            "Contour levels evenly spaced in log(value − minimum), crowding towards the minimum as in Garipov "
+            f"et al.'s mode-connectivity planes (the lowest {LOG_LEVEL_DECADES:g} decades of the range above "
+            "the minimum); unticked: evenly spaced on the colour scale")
         self.trajectory = QCheckBox("Show training trajectory")
         form = QFormLayout(self)
         form.addRow("Metric", self.metric_box)
         form.addRow("Scale", self.scale)
         form.addRow("Colors", self.limits)
         form.addRow("Colormap", self.colormap)
-        form.addRow("Contours", self.contours)
+        form.addRow("Contours", self._contour_row())
         form.addRow(self.trajectory)
         self.metric_box.currentTextChanged.connect(lambda t: t and view.set("metric", t))
         self.scale.currentTextChanged.connect(lambda t: view.set("scale", t))
         self.colormap.currentTextChanged.connect(lambda t: view.set("colormap", t))
         self.contours.valueChanged.connect(lambda v: view.set("contours", v))
+        self.log_contours.toggled.connect(lambda on: view.set("contour_spacing", "log" if on else "even"))
         self.trajectory.toggled.connect(lambda on: view.set("show_trajectory", on))
         view.changed.connect(lambda name: name != "slice" and self.sync())  # not on every drag step
         state.current_changed.connect(lambda _l: self.sync())
         state.updated.connect(lambda l: self.limits.sync() if l is state.current else None)
         self.sync()
 
+    def _contour_row(self) -> QWidget:
+        holder = QWidget()
+        row = QHBoxLayout(holder)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.contours)
+        row.addWidget(self.log_contours, 1)
+        return holder
+
     def sync(self) -> None:
         """Show the state's values without echoing them back."""
         view = self.state.view
-        widgets = (self.metric_box, self.scale, self.colormap, self.contours, self.trajectory)
+        widgets = (self.metric_box, self.scale, self.colormap, self.contours, self.log_contours, self.trajectory)
         for widget in widgets:
             widget.blockSignals(True)
         try:
@@ -283,6 +304,7 @@ class DisplayPanel(QWidget):
             self.scale.setCurrentText(view.scale)
             self.colormap.setCurrentText(view.colormap)
             self.contours.setValue(view.contours)
+            self.log_contours.setChecked(view.contour_spacing == "log")
             self.trajectory.setChecked(view.show_trajectory)
             has_trajectory = current is not None and current.surface.trajectory is not None
             self.trajectory.setEnabled(has_trajectory)
@@ -324,7 +346,7 @@ class InfoPanel(QWidget):
     def refresh(self) -> None:
         landscape = self.state.current
         if landscape is None:
-            self.label.setText("No surface open.")
+            self.label.setText("No surface or path open.")
             self.resume.setVisible(False)
             return
         self.label.setText(describe(landscape))
@@ -332,8 +354,10 @@ class InfoPanel(QWidget):
                                and not landscape.computing)
 
 
-def describe(landscape: Landscape) -> str:
+def describe(landscape: Landscape | PathLandscape) -> str:
     """A few lines of provenance for the info panel (what a reader of the figure asks first)."""
+    if landscape.kind == "path":
+        return describe_path(landscape)
     surface = landscape.surface
     a = surface.attrs
     done, total = landscape.progress
@@ -359,4 +383,28 @@ def describe(landscape: Landscape) -> str:
             shown = {k: meta[k] for k in ("recipe", "width", "seed", "epoch", "train_loss", "test_loss") if k in meta}
             lines.append("checkpoint: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                    for k, v in shown.items()))
+    return "<br>".join(lines)
+
+
+def describe_path(landscape: PathLandscape) -> str:
+    """Provenance of a path file: its endpoints, model and data, how the path was made, what is computed."""
+    result = landscape.result
+    a = result.attrs
+    done, total = landscape.progress
+    lines = [f"<b>{landscape.name}</b>",
+             f"path of {len(result.t)} points along t ∈ [{result.t[0]:.3g}, {result.t[-1]:.3g}], "
+             f"{done}/{total} steps done",
+             f"A: {a.get('checkpoint', '?')}", f"B: {a.get('b_checkpoint', '?')}",
+             f"model {a.get('model', '?')}, {int(a.get('n_params', 0)):,} parameters",
+             f"data {a.get('data', '?')} ({a.get('data_samples', '?')} samples), loss {a.get('loss', '?')}"]
+    if a.get("test_data"):
+        lines.append(f"test data {a['test_data']}")
+    if landscape.has_training:
+        lines.append(f"{a.get('curve')} curve, {a.get('bends')} bend(s): {landscape.epochs} epochs, "
+                     f"{a.get('optimizer')} lr {a.get('lr')}, batch {a.get('train_batch_size')}, "
+                     f"schedule {a.get('schedule')}; {min(result.bends_epoch, landscape.epochs)} trained")
+    lines.append("series: " + "; ".join(series_label(s, a) for s in result.series))
+    lines.append(f"alignment of B: {a.get('align', 'none')}")
+    if a.get("bn_recompute") == "on":
+        lines.append("BatchNorm statistics re-estimated at every point")
     return "<br>".join(lines)

@@ -1,9 +1,14 @@
 """The app's state as plain Python objects (no Qt), which views are given and tests drive.
 
-``AppState`` holds the open landscapes and the current one; ``ViewState`` holds how
+``AppState`` holds the open results and the current one; ``ViewState`` holds how
 they are shown (metric, scale, colour limits, colormap, contours, the slice line). Both emit
 events; views subscribe and write back only through these objects, so a test can
 set ``view.slice = ...`` and check what every view shows.
+
+Results are of two kinds (``RESULT_STATES``, keyed by the file's ``kind``): a surface
+(:class:`Landscape`: a map or a line) and a path between two checkpoints
+(:class:`PathLandscape`, drawn by the Path tab). Both have a ``path``, a ``name``,
+``progress``, ``apply(progress)`` for a running job's steps and ``reload()``.
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from engine.display.levels import LIMIT_MODES, SCALES, ColorLimits, DisplayGrid
+from engine.api import open as open_file
+from engine.display.levels import CONTOUR_SPACINGS, LIMIT_MODES, SCALES, ColorLimits, DisplayGrid
+from engine.display.paths import TRAINING, TrainingTrace
 from engine.display.profile import nearest_node
 from engine.io.store import Surface, read_surface
+from engine.io.store.paths import PathResult, read_path
+from engine.jobs.path import PathProgress
 from engine.jobs.surface import SurfaceProgress
 
 Point = tuple[float, float]
@@ -51,6 +60,7 @@ class Landscape:
     name: str
     computing: bool = False
     _grids: dict[str, DisplayGrid] = field(default_factory=dict, repr=False)
+    kind: ClassVar[str] = "surface"
 
     @classmethod
     def open(cls, path: str | Path) -> "Landscape":
@@ -121,10 +131,140 @@ class Landscape:
         """Re-read the file (after a job finished), keeping the name."""
         self.replace_surface(read_surface(self.surface.path))
 
+    def replace_from(self, other: "Result") -> None:
+        """Show what another reading of the same file holds (AppState.add of an open file)."""
+        self.replace_surface(other.surface)
+
+
+@dataclass(frozen=True)
+class NoGrid:
+    """What a result without a grid (a path) answers where views ask every open result for its surface.
+
+    The surface views (map, profile, 3D, Compare) look at ``surface.dimensions`` of each open
+    result: 0 is neither a map (2) nor a line (1), so they leave it out, and nothing else is read.
+    """
+
+    path: Path
+    attrs: dict[str, Any]
+    format: str = "landscape"
+    dimensions: int = 0
+    trajectory: None = None
+    trajectory_names: tuple[str, ...] = ()
+    overlay: None = None
+
+
+@dataclass(eq=False)
+class PathLandscape:
+    """One open path file (maybe still being computed): its series along t and the curve's training so far.
+
+    ``training`` holds the live training loss a running job reports (the file keeps each
+    epoch's mean only: ``result.training``).
+    """
+
+    result: PathResult
+    name: str
+    computing: bool = False
+    training: TrainingTrace = field(default_factory=TrainingTrace)
+    kind: ClassVar[str] = "path"
+    is_line: ClassVar[bool] = False
+    line_of: ClassVar[Path | None] = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> "PathLandscape":
+        return cls.from_result(read_path(path))
+
+    @classmethod
+    def from_result(cls, result: PathResult) -> "PathLandscape":
+        return cls(result=_pending_path_as_nan(result), name=path_display_name(result))
+
+    @property
+    def path(self) -> Path:
+        return self.result.path
+
+    @property
+    def surface(self) -> NoGrid:
+        return NoGrid(self.result.path, self.result.attrs)
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.result.values)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs of curve training the file asks for (0 for a straight line)."""
+        return int(self.result.attrs.get("epochs", 0) or 0) if self.result.bends else 0
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(done, total) steps as the job counts them: points of every series, and training epochs."""
+        points = sum(int(s.done.sum()) for s in self.result.series.values())
+        total = sum(int(s.done.size) for s in self.result.series.values())
+        epochs = self.epochs
+        trained = min(int(self.result.bends_epoch), epochs) if epochs else 0
+        return points + trained, total + epochs
+
+    @property
+    def complete(self) -> bool:
+        return all(bool(s.done.all()) for s in self.result.series.values())
+
+    @property
+    def has_training(self) -> bool:
+        """The file trains a curve (its epochs' losses, and a running job's live loss, are shown)."""
+        return bool(self.result.bends)
+
+    def apply(self, progress: PathProgress) -> None:
+        """Fold a running job's step in: points of a series along t, or the curve's training loss."""
+        if progress.phase == TRAINING:
+            self.training.add(progress.epoch, progress.loss, progress.epoch_loss is not None)
+            if progress.epoch_loss is not None:
+                self.result.bends_epoch = max(self.result.bends_epoch, int(progress.epoch))
+            return
+        series = self.result.series.get(progress.series)
+        if series is None or not len(progress.indices):
+            return
+        for name, array in progress.values.items():
+            if name in series.values and array is not None:
+                series.values[name][progress.indices] = array
+        series.done[progress.indices] = True
+
+    def replace_result(self, result: PathResult) -> None:
+        self.result = _pending_path_as_nan(result)
+
+    def replace_from(self, other: "Result") -> None:
+        self.replace_result(other.result)
+
+    def reload(self) -> None:
+        """Re-read the file (after a job ended): the barriers and lengths it recorded, its training log."""
+        self.replace_result(read_path(self.result.path))
+
+
+Result = Landscape | PathLandscape
 
 # What the window shows for each kind of job result: the state object a job's file opens as.
-# A new kind (paths, spectra) adds its own, with an ``apply(progress)`` of its own.
-RESULT_STATES: dict[str, Callable[[Any], Landscape]] = {"surface": Landscape.from_surface}
+RESULT_STATES: dict[str, Callable[[Any], Result]] = {"surface": Landscape.from_surface,
+                                                     "path": PathLandscape.from_result}
+
+
+def open_result(path: str | Path) -> Result:
+    """Read a result file of any kind (surface, Li et al.'s surface, path) as the state object that shows it."""
+    result = open_file(path)
+    return RESULT_STATES["path" if isinstance(result, PathResult) else "surface"](result)
+
+
+def _pending_path_as_nan(result: PathResult) -> PathResult:
+    """Values of points not computed are NaN (a file's are already; a job's first reading too)."""
+    for series in result.series.values():
+        for array in series.values.values():
+            array[~series.done] = np.nan
+    return result
+
+
+def path_display_name(result: PathResult) -> str:
+    """The file name; a generic one (path.h5) gets its folder's name in front."""
+    stem = result.path.stem
+    if stem in ("path", "p") and result.path.parent.name:
+        return f"{result.path.parent.name}/{stem}"
+    return stem
 
 
 def _pending_as_nan(surface: Surface) -> Surface:
@@ -204,6 +344,7 @@ class ViewState:
         "value_max": None,
         "colormap": "viridis",
         "contours": 10,
+        "contour_spacing": "even",  # or "log": levels crowd towards the minimum (engine.display.levels)
         "slice": None,  # (start, end) in the plane's coordinates
         "show_trajectory": True,
     }
@@ -244,6 +385,8 @@ class ViewState:
             raise ValueError(f"scale must be one of {SCALES}")
         if name == "color_limits" and value not in LIMIT_MODES:
             raise ValueError(f"color_limits must be one of {LIMIT_MODES}")
+        if name == "contour_spacing" and value not in CONTOUR_SPACINGS:
+            raise ValueError(f"contour_spacing must be one of {CONTOUR_SPACINGS}")
         if name == "slice" and value is not None:
             (x0, y0), (x1, y1) = value
             return (float(x0), float(y0)), (float(x1), float(y1))
@@ -269,11 +412,11 @@ class ViewState:
 
 
 class AppState:
-    """The open landscapes, which one is current, which are compared, and pinned curves."""
+    """The open results (surfaces and paths), which one is current, which are compared, and pinned curves."""
 
     def __init__(self) -> None:
-        self.landscapes: list[Landscape] = []
-        self.current: Landscape | None = None
+        self.landscapes: list[Result] = []
+        self.current: Result | None = None
         self.compared: list[Landscape] = []
         self.curves: list[Curve] = []
         self.view = ViewState()
@@ -284,15 +427,22 @@ class AppState:
         self.compared_changed = Event()
         self.curves_changed = Event()
 
-    def find(self, path: str | Path) -> Landscape | None:
+    def find(self, path: str | Path) -> Result | None:
         path = Path(path).resolve()
         return next((l for l in self.landscapes if l.path.resolve() == path), None)
 
-    def add(self, landscape: Landscape, make_current: bool = True) -> Landscape:
+    def paths(self) -> list[PathLandscape]:
+        """The open path files."""
+        return [l for l in self.landscapes if l.kind == "path"]
+
+    def add(self, landscape: Result, make_current: bool = True) -> Result:
         """Add (or replace the open copy of the same file) and usually make it current."""
         existing = self.find(landscape.path)
+        if existing is not None and existing.kind != landscape.kind:  # the file was rewritten as another kind
+            self.remove(existing)
+            existing = None
         if existing is not None:
-            existing.replace_surface(landscape.surface)
+            existing.replace_from(landscape)
             landscape = existing
             self.updated.emit(landscape)
         else:
@@ -305,7 +455,7 @@ class AppState:
             self.set_current(landscape)
         return landscape
 
-    def set_current(self, landscape: Landscape | None) -> None:
+    def set_current(self, landscape: Result | None) -> None:
         if landscape is self.current:
             return
         self.current = landscape
@@ -313,7 +463,7 @@ class AppState:
             self.view.set("slice", default_slice(landscape.surface))
         self.current_changed.emit(landscape)
 
-    def remove(self, landscape: Landscape) -> None:
+    def remove(self, landscape: Result) -> None:
         if landscape not in self.landscapes:
             return
         index = self.landscapes.index(landscape)
@@ -325,7 +475,7 @@ class AppState:
         if self.current is landscape:
             self.set_current(self.landscapes[min(index, len(self.landscapes) - 1)] if self.landscapes else None)
 
-    def set_compared(self, landscapes: list[Landscape]) -> None:
+    def set_compared(self, landscapes: list[Result]) -> None:
         self.compared = [l for l in landscapes if l in self.landscapes and l.surface.dimensions == 2]
         self.compared_changed.emit()
 

@@ -138,3 +138,18 @@ def test_error_barriers_come_from_accuracy():
     result = path_barriers(t, {"train_loss": np.array([0.1, 1.0, 0.1]), "train_acc": np.array([100.0, 60.0, 90.0])})
     assert result["train_error"]["interpolated"] == pytest.approx(40 - 5)
     assert result["train_error"]["midpoint"] == pytest.approx(40 - 5)
+
+
+def test_the_garipov_schedule_is_theirs_with_epochs_counted_from_one():
+    from engine.numerics.curve_training import TrainingSettings
+
+    def theirs(base_lr: float, epoch: int, total: int) -> float:  # dnn-mode-connectivity/train.py, epoch = 1..total
+        alpha = epoch / total
+        factor = 1.0 if alpha <= 0.5 else (1.0 - (alpha - 0.5) / 0.4 * 0.99 if alpha <= 0.9 else 0.01)
+        return factor * base_lr
+
+    for total in (1, 7, 20):
+        settings = TrainingSettings(epochs=total, lr=0.05)
+        assert [settings.learning_rate(e) for e in range(total)] == pytest.approx(
+            [theirs(0.05, e + 1, total) for e in range(total)])
+    assert TrainingSettings(epochs=4, lr=1.0, schedule="cosine").learning_rate(0) == 1.0

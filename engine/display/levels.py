@@ -22,6 +22,8 @@ LIMIT_MODES = ("auto", "percentiles", "values")
 # LOG_OUTLIER_GAP of the range separates them from the rest: a smooth basin keeps its minimum.
 LOG_OUTLIER_SHARE = 0.005
 LOG_OUTLIER_GAP = 0.25
+CONTOUR_SPACINGS = ("even", "log")  # contour levels evenly spaced in display units, or in log(value - min)
+LOG_LEVEL_DECADES = 3.0  # log-spaced contours start this many decades of the value range above the minimum
 PREVIEWS_KEPT = 4  # previews a display grid keeps, for as many colour ranges (one is what every view uses)
 AUTO_LIMITS_TEXT = (
     "Automatic: from the lowest to the highest computed value. On a log scale, the lowest point, or a few "
@@ -225,11 +227,45 @@ def _log_floor(ascending: np.ndarray) -> float:
     return floor if gaps[widest] > LOG_OUTLIER_GAP * span and floor < ascending[-1] else float(ascending[0])
 
 
-def contour_levels(low: float, high: float, count: int) -> np.ndarray:
-    """``count`` evenly spaced levels strictly inside (low, high), in display units (log10 on a log scale)."""
+def contour_levels(low: float, high: float, count: int, spacing: str = "even", scale: str = "linear") -> np.ndarray:
+    """``count`` levels strictly inside (low, high), in display units (log10 on a log scale).
+
+    ``spacing`` "even": evenly spaced in display units. "log": see :func:`log_spaced_levels`.
+    """
+    if spacing not in CONTOUR_SPACINGS:
+        raise ValueError(f"unknown contour spacing '{spacing}'; choose one of {', '.join(CONTOUR_SPACINGS)}")
     if count <= 0 or not high > low:
         return np.zeros(0)
+    if spacing == "log":
+        return log_spaced_levels(low, high, count, scale)
     return np.linspace(low, high, count + 2)[1:-1]
+
+
+def log_spaced_levels(low: float, high: float, count: int, scale: str = "linear",
+                      decades: float = LOG_LEVEL_DECADES) -> np.ndarray:
+    """``count`` levels crowding towards the low end: evenly spaced in log(value - min).
+
+    As in Garipov et al.'s mode-connectivity planes (``levels = min + exp(log_alpha + k log_gamma)``):
+    in the metric's own units, with ``span = max - min``, level k (0 .. count-1) is
+    ``min + span * 10**(-decades * (1 - k / count))``, so the lowest lies ``decades`` decades of
+    the span above the minimum and the highest one step below the maximum. The basin around a
+    minimum and the low valley of a curve between two minima get most of the lines, where even
+    spacing puts one or none. ``low``/``high`` and the result are in display units of ``scale``
+    (log10 of the value on a log scale; the levels are computed on the values themselves either way).
+
+    >>> log_spaced_levels(0.0, 1.0, 3, decades=3).round(6).tolist()
+    [0.001, 0.01, 0.1]
+    """
+    if count <= 0 or not high > low:
+        return np.zeros(0)
+    vmin, vmax = to_metric_units(low, scale), to_metric_units(high, scale)
+    span = vmax - vmin
+    if not (math.isfinite(span) and span > 0):
+        return np.zeros(0)
+    levels = vmin + span * 10.0 ** (-decades * (1.0 - np.arange(count) / count))
+    if scale == "log":
+        levels = np.log10(levels)
+    return levels[(levels > low) & (levels < high)]
 
 
 @dataclass

@@ -44,6 +44,7 @@ from engine.jobs.spec import LoadedProblem, ProblemSpec, absolute_data_reference
 from engine.numerics.barriers import path_barriers
 from engine.numerics.curve_training import CurveTrainer, TrainingSettings, has_batchnorm
 from engine.numerics.curves import CURVES, CurveShape, curve_length, curve_point, gram, straight_bends, t_grid
+from engine.numerics.evaluate import keep_freed_memory
 from engine.numerics.problem import Problem
 from engine.numerics.threads import forward_flops, intra_op_threads, threads_for
 
@@ -56,7 +57,7 @@ ALIGNMENT_TOLERANCE = 1e-4  # largest output change of the aligned B, relative t
 SETTINGS_KEYS = (
     "checkpoint_sha256", "b_checkpoint_sha256", "model", "model_kwargs", "data_sha256", "test_data_sha256", "loss",
     "curve", "bends", "align", "bn_recompute", "bn_samples", "seed", "epochs", "lr", "optimizer", "momentum",
-    "weight_decay", "schedule", "train_batch_size",
+    "weight_decay", "schedule", "train_batch_size", "series",
 )
 
 Tensors = dict[str, torch.Tensor]
@@ -94,6 +95,7 @@ class PathRequest:
     eval_batch_size: int | None = None
     memory_budget: int | None = None
     save_aligned: str | None = None  # write the aligned B here (a Landscape checkpoint)
+    baselines: bool = True  # also the straight line(s) drawn for comparison (before and after alignment)
     trust_pickle: bool = False
     overwrite: bool = False
     flush_seconds: float = FLUSH_SECONDS
@@ -167,6 +169,8 @@ class PathJob(Job):
         self._lock = WriterLock(request.out)
         self._state: _Prepared | None = None
         self.computed = 0
+        self._unsaved: list[list[float]] = []  # training log rows of epochs not saved yet
+        self._between_epochs = True  # no minibatch has run since the last finished epoch
 
     def _ready(self) -> _Prepared:
         if self._state is None:
@@ -192,6 +196,7 @@ class PathJob(Job):
         shape, t = self._check_request()
         out = Path(r.out)
         self._lock.acquire()
+        keep_freed_memory()  # a point's activations are reused, not returned to the OS and faulted in again
         existing = out.exists() and not r.overwrite
         recorded = self._recorded(out) if existing else {}
         spec = r.problem_spec()
@@ -230,6 +235,9 @@ class PathJob(Job):
         main = "curve" if shape.kind != "linear" else ("linear_aligned" if aligned is not None else "linear")
         names = value_names(["loss"] + (["acc"] if problem.classification else []), test is not None)
         order = ["linear"] + (["linear_aligned"] if aligned is not None else []) + (["curve"] if main == "curve" else [])
+        if not r.baselines:
+            order = [main]
+        settings["series"] = ",".join(order)
         b_used = aligned if aligned is not None else b_state
         params = list(problem.params())
         trainer = None
@@ -252,9 +260,7 @@ class PathJob(Job):
         epoch = 0
         if trainer is not None:
             epoch, bends, optimizer = read_training_state(out)
-            trainer = CurveTrainer(problem, shape, {n: a_state[n] for n in params}, {n: b_used[n] for n in params},
-                                   bends, r.training())
-            trainer.load_optimizer_state(optimizer, epoch)
+            trainer.load(bends, optimizer, epoch)
             if len(read_log(out, "training").rows) > epoch:  # an epoch logged but not saved: it is trained again
                 set_log_count(out, "training", epoch)
         series = []
@@ -385,7 +391,7 @@ class PathJob(Job):
     def _steps(self) -> Iterator[PathProgress]:
         state = self._ready()
         meter = RateMeter()
-        for series in state.series[:-1] if state.trainer else state.series:
+        for series in state.series[:-1] if state.trainer else state.series:  # the main path is last
             yield from self._evaluate(series, meter)
             if self._stop.is_set():
                 return
@@ -460,16 +466,24 @@ class PathJob(Job):
                 for k, v in buffers.items()}
 
     def _train(self, meter: RateMeter) -> Iterator[PathProgress]:
+        """Train epoch after epoch; save (log rows, bends, optimizer state) every ``flush_seconds`` and at the end.
+
+        A kill loses at most the epochs since the last save; a cancel between two epochs saves
+        them (in :meth:`_finish`: the bends are still the last finished epoch's).
+        """
         state = self._ready()
         trainer = state.trainer
         assert trainer is not None
-        out = Path(self.request.out)
+        last_save = time.perf_counter()
         while state.epoch < self.request.epochs:
             started = time.perf_counter()
             losses: list[float] = []
             pending: list[float] = []
             last = started
+            finished = False
             for report in trainer.epoch(state.epoch, self._stop.is_set):
+                self._between_epochs = False
+                finished = report.step == report.steps
                 losses.append(report.loss)
                 pending.append(report.loss)
                 now = time.perf_counter()
@@ -478,18 +492,31 @@ class PathJob(Job):
                     yield self._progress(TRAINING, meter.eta(now, self.computed + fraction, self.total - self._done_count()
                                                              - fraction), epoch=state.epoch, loss=float(np.mean(pending)))
                     pending, last = [], now
-            if self._stop.is_set():
-                return  # the epoch is lost: a resume trains it again from the saved bends
-            lr = trainer.settings.learning_rate(state.epoch)
+            if not finished:
+                return  # stopped within an epoch: it is lost, and a resume trains it again from the saved bends
             mean = float(np.mean(losses)) if losses else float("nan")
-            with open_h5(out, "r+") as handle:
-                append_log(handle, "training", np.array([[state.epoch + 1, mean, lr,
-                                                          time.perf_counter() - started]]))
-            write_training_state(out, state.epoch + 1, trainer.bends_now(), trainer.optimizer_state())
+            self._unsaved.append([state.epoch + 1, mean, trainer.settings.learning_rate(state.epoch),
+                                  time.perf_counter() - started])
             state.epoch += 1
             self.computed += 1
-            yield self._progress(TRAINING, meter.eta(time.perf_counter(), self.computed, self.total - self._done_count()),
+            self._between_epochs = True
+            now = time.perf_counter()
+            if now - last_save >= self.request.flush_seconds or state.epoch == self.request.epochs:
+                self._save_training()
+                last_save = now
+            yield self._progress(TRAINING, meter.eta(now, self.computed, self.total - self._done_count()),
                                  epoch=state.epoch, loss=float(np.mean(pending)) if pending else mean, epoch_loss=mean)
+
+    def _save_training(self) -> None:
+        """The log rows of the epochs since the last save, then the state after the last of them."""
+        state = self._ready()
+        if state.trainer is None or not self._unsaved:
+            return
+        out = Path(self.request.out)
+        with open_h5(out, "r+") as handle:
+            append_log(handle, "training", np.array(self._unsaved))
+        write_training_state(out, state.epoch, state.trainer.bends_now(), state.trainer.optimizer_state())
+        self._unsaved.clear()
 
     def _progress(self, phase: str, eta: float | None, **fields: Any) -> PathProgress:
         state = self._ready()
@@ -505,6 +532,8 @@ class PathJob(Job):
     def _finish(self) -> None:
         if self._state is None:
             return
+        if self._between_epochs:  # stopped between epochs: the bends are a finished epoch's, keep them
+            self._save_training()
         for series in self._state.series:
             series.writer.flush()
         write_barriers(self.request.out, self._barriers())
@@ -628,6 +657,7 @@ def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str 
         curve=curve, bends=int(a.get("bends", 0)) if curve != "linear" else None, **train,
         points=int(a.get("points", 61)), t_range=(float(a.get("t_min", 0.0)), float(a.get("t_max", 1.0))),
         align=str(a.get("align", "none")), bn_recompute=str(a.get("bn_recompute", "auto")),
+        baselines=str(a.get("series", "")) != str(a.get("main", "")),
         bn_samples=None if bn_samples < 0 else bn_samples, seed=int(a.get("seed", 0)),
         max_samples=None if max_samples < 0 else max_samples, eval_batch_size=int(a.get("batch_size", 0)) or None,
         memory_budget=int(a.get("memory_budget", 0)) or None, device=device, trust_pickle=trust_pickle,

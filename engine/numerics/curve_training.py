@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -63,12 +64,16 @@ class TrainingSettings:
             raise LandscapeError("--batch-size must be at least 1")
 
     def learning_rate(self, epoch: int) -> float:
-        """The learning rate of epoch ``epoch`` (0-based) under the schedule."""
-        alpha = epoch / self.epochs
+        """The learning rate of epoch ``epoch`` (0-based) under the schedule.
+
+        ``garipov`` is their ``learning_rate_schedule`` as their ``train.py`` calls it, with
+        epochs counted from 1 (so a one-epoch run trains at 1% of ``lr``, as theirs does).
+        """
         if self.schedule == "constant":
             return self.lr
         if self.schedule == "cosine":
-            return self.lr * 0.5 * (1.0 + float(torch.cos(torch.tensor(torch.pi * alpha, dtype=torch.float64))))
+            return self.lr * 0.5 * (1.0 + float(np.cos(np.pi * epoch / self.epochs)))
+        alpha = (epoch + 1) / self.epochs
         factor = 1.0 if alpha <= 0.5 else (1.0 - (alpha - 0.5) / 0.4 * 0.99 if alpha <= 0.9 else 0.01)
         return self.lr * factor
 
@@ -126,8 +131,14 @@ class CurveTrainer:
                 result[f"{i}.{key}"] = tensors
         return result
 
-    def load_optimizer_state(self, state: Mapping[str, Mapping[str, torch.Tensor]], epoch: int) -> None:
-        """Restore what :meth:`optimizer_state` saved after ``epoch`` epochs (nothing to restore at 0)."""
+    def load(self, bends: Sequence[Mapping[str, torch.Tensor]], state: Mapping[str, Mapping[str, torch.Tensor]],
+             epoch: int) -> None:
+        """Continue from what :meth:`bends_now` and :meth:`optimizer_state` saved after ``epoch`` epochs."""
+        with torch.no_grad():
+            for leaf, saved in zip(self.bends, bends):
+                for name in self.names:
+                    leaf[name].copy_(saved[name])
+        self.optimizer.state.clear()
         if epoch == 0:
             return
         for i, bend in enumerate(self.bends, start=1):

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
@@ -44,7 +43,7 @@ from engine.numerics.problem import resolve_device
 from engine.io.references import one_line
 from engine.jobs.surface import SurfaceRequest
 from landscape_gui.dialogs.model_dialog import (
-    ErrorLabel, ModelChoice, browse_button, fit_on_screen, grow_to_content, row,
+    ErrorLabel, ModelChoice, browse_button, ScreenFittedDialog, grow_to_content, row,
 )
 
 # Direction kinds as the dialog names them; "file" becomes the .h5 path in the request.
@@ -156,7 +155,7 @@ class ContentScroll(QScrollArea):
         return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), height)
 
 
-class ComputeDialog(QDialog):
+class ComputeDialog(ScreenFittedDialog):
     """Settings of a new surface around ``checkpoint``; :meth:`request` gives the SurfaceRequest."""
 
     def __init__(self, checkpoint: str | Path, choice: ModelChoice, settings: QSettings | None = None,
@@ -167,7 +166,6 @@ class ComputeDialog(QDialog):
         self._choice = choice
         self._settings = settings
         self._out_auto = True  # the output name follows the settings until the user edits it
-        self._placed = False  # fitted to the screen at the first show
         self._setting_out = False
 
         # grid
@@ -295,12 +293,6 @@ class ComputeDialog(QDialog):
         self.out_browse.clicked.connect(self._browse_out)
         self._directions_changed()
         self.resize(max(self.sizeHint().width(), 620), self.sizeHint().height())
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt naming; placed once, on the screen it opens on
-        if not self._placed:
-            self._placed = True
-            fit_on_screen(self)
-        super().showEvent(event)
 
     # -- public -----------------------------------------------------------------------------
     def ok_button(self) -> QPushButton:
@@ -563,7 +555,7 @@ class ComputeDialog(QDialog):
     def _update_out_note(self) -> None:
         out = self.out_edit.text().strip()
         exists = bool(out) and Path(out).is_file()
-        if exists != self.overwrite.isVisible() and self._placed:
+        if exists != self.overwrite.isVisible() and self.placed:
             QTimer.singleShot(0, self._grow)  # once the layout knows the new rows
         self.overwrite.setVisible(exists)
         if not exists:

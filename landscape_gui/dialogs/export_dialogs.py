@@ -142,16 +142,30 @@ class FigureViews:
     two_d: bool  # the current surface is a 2D map
     title: str  # the current surface's name
     stem: str  # its file name, for the figure's
+    path: Target | None = None  # the Path tab's plot (loss along t, barriers, legend)
+    training: Target | None = None  # the Path tab's plot of the curve's training loss
+    path_shown: bool = False  # the Path tab is showing a path
+    has_training: bool = False  # the path shown trains a curve
 
 
 def figure_views(window: Any) -> FigureViews:
-    """The views of the main window (its public ``heatmap``, ``profile``, ``surface3d``, ``compare``, ``tabs``)."""
+    """The views of the main window (its public ``heatmap``, ``profile``, ``surface3d``, ``compare``,
+    ``path_view``, ``tabs``)."""
     current = window.state.current
+    path_view = getattr(window, "path_view", None)
+    shown_path = path_view.shown if path_view is not None else None
+    path_shown = shown_path is not None and window.tabs.currentWidget() is path_view
+    if path_shown:  # the figure is of the path on screen, whatever the current result
+        current = shown_path
     return FigureViews(window.heatmap, window.profile, window.surface3d, window.compare,
                        compare_shown=window.tabs.currentWidget() is window.compare,
                        two_d=current is not None and current.surface.dimensions == 2,
                        title=current.name if current is not None else "",
-                       stem=current.path.stem if current is not None else "figure")
+                       stem=current.path.stem if current is not None else "figure",
+                       path=path_view.figure_target() if path_view is not None else None,
+                       training=path_view.training_plot if path_view is not None else None,
+                       path_shown=path_shown,
+                       has_training=path_shown and shown_path.has_training)
 
 
 def ask_export_figure(window: Any) -> Path | None:
@@ -174,9 +188,11 @@ class ExportFigureDialog(QDialog):
         self.include_profile = QCheckBox("1D profile")
         self.include_3d = QCheckBox("3D view")
         self.include_compare = QCheckBox("Compare panels")
+        self.include_path = QCheckBox("Path (loss along t)")
+        self.include_training = QCheckBox("Curve training loss")
         include_box = QGroupBox("Include")
         include_grid = QGridLayout(include_box)
-        for k, box in enumerate((self.include_map, self.include_profile, self.include_3d, self.include_compare)):
+        for k, box in enumerate(self._include_boxes()):
             include_grid.addWidget(box, k // 2, k % 2)
 
         self.title_edit = QLineEdit(views.title)
@@ -234,7 +250,7 @@ class ExportFigureDialog(QDialog):
         self.unit.currentIndexChanged.connect(self._unit_changed)
         for signal in (self.width_box.valueChanged, self.height_box.valueChanged, self.dpi.valueChanged):
             signal.connect(self._update)
-        for box in (self.include_map, self.include_profile, self.include_3d, self.include_compare):
+        for box in self._include_boxes():
             box.toggled.connect(self._update)
         self.format.currentIndexChanged.connect(self._format_changed)
         self.path_edit.editingFinished.connect(self._path_edited)
@@ -277,11 +293,14 @@ class ExportFigureDialog(QDialog):
         return typed_path(Path(text).expanduser(), self.suffix(), [s for _label, s in FIGURE_FORMATS])
 
     def figure(self) -> Figure:
-        """The figure the fields describe: maps side by side above the profile, under the title."""
+        """The figure the fields describe: maps side by side above the profile, under the title; a path's
+        plot with its training loss beside it."""
         views = self._views
         top: list[Panel] = [view for view, box in ((views.compare, self.include_compare),
                                                     (views.heatmap, self.include_map),
                                                     (views.surface3d, self.include_3d)) if _chosen(box)]
+        top += [view for view, box in ((views.path, self.include_path), (views.training, self.include_training))
+                if view is not None and _chosen(box)]
         bottom: list[Panel] = [views.profile] if _chosen(self.include_profile) else []
         rows = tuple(tuple(r) for r in (top, bottom) if r)
         width, height = self.pixel_size()
@@ -306,9 +325,25 @@ class ExportFigureDialog(QDialog):
         return out
 
     # -- internals --------------------------------------------------------------------------
+    def _include_boxes(self) -> tuple[QCheckBox, ...]:
+        return (self.include_map, self.include_profile, self.include_3d, self.include_compare, self.include_path,
+                self.include_training)
+
     def _offer_views(self) -> None:
         """Enable what can be drawn now; tick what the user is looking at."""
         views = self._views
+        self.include_path.setEnabled(views.path_shown)
+        self.include_path.setToolTip("" if views.path_shown else "Show a path in the Path tab to include it")
+        self.include_training.setEnabled(views.path_shown and views.has_training)
+        self.include_training.setToolTip("" if views.has_training else "Only a trained curve has a training loss")
+        self.include_path.setChecked(views.path_shown)
+        self.include_training.setChecked(False)
+        if views.path_shown:  # the Path tab is on screen: the figure is of the path
+            for box in (self.include_map, self.include_profile, self.include_3d, self.include_compare):
+                box.setChecked(False)
+                box.setEnabled(False)
+                box.setToolTip("Show the Explore or Compare tab to include it")
+            return
         self.include_compare.setEnabled(views.compare_shown)
         self.include_compare.setToolTip("" if views.compare_shown else "Show the Compare tab to include its panels")
         has_3d = views.surface3d.available and views.two_d and not views.compare_shown

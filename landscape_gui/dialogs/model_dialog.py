@@ -172,6 +172,20 @@ def fit_on_screen(dialog: QWidget) -> None:
     dialog.move(max(x, screen.left()), max(y, screen.top()))  # move() places the frame, title bar included
 
 
+class ScreenFittedDialog(QDialog):
+    """A dialog fitted to the screen it first opens on (:func:`fit_on_screen`), once: later moves are the user's."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.placed = False
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        if not self.placed:
+            self.placed = True
+            fit_on_screen(self)
+        super().showEvent(event)
+
+
 def grow_to_content(dialog: QWidget) -> None:
     """Make a shown dialog tall enough for rows that appeared, as far as its screen allows (it keeps its place
     unless the bottom would leave the screen)."""

@@ -26,7 +26,6 @@ from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -45,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from engine.errors import LandscapeError
 from engine.io.references import one_line
-from landscape_gui.dialogs.model_dialog import ErrorLabel, browse_button, fit_on_screen, row, start_folder
+from landscape_gui.dialogs.model_dialog import ErrorLabel, browse_button, ScreenFittedDialog, row, start_folder
 from landscape_gui.first_run import cache_root
 from landscape_gui.settings import AppSettings
 from landscape_gui.workers import CallbackWorker
@@ -165,7 +164,7 @@ def default_base(settings: AppSettings | None) -> Path:
     return DEFAULT_RUNS if remembered.is_relative_to(cache_root()) else remembered
 
 
-class TrainSampleDialog(QDialog):
+class TrainSampleDialog(ScreenFittedDialog):
     """Pick a recipe and its options, train it with live progress; ``trained`` carries the TrainResult.
 
     ``base_folder`` holds the runs; None: where the last run went (``settings``), else ``DEFAULT_RUNS``.
@@ -302,13 +301,6 @@ class TrainSampleDialog(QDialog):
         self.details_button.toggled.connect(self.details.setVisible)
         self._update_out()
         self.resize(max(self.sizeHint().width(), 600), max(self.sizeHint().height(), 720))
-        self._placed = False
-
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt naming; placed once, on the screen it opens on
-        if not self._placed:
-            self._placed = True
-            fit_on_screen(self)
-        super().showEvent(event)
 
     # -- public -----------------------------------------------------------------------------
     def recipe_name(self) -> str:

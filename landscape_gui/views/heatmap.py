@@ -1,6 +1,11 @@
 """The 2D map: a surface as a heatmap on its real coordinates, with contours, color bar,
 the training trajectory, point status, and a slice line whose ends can be dragged.
 
+A surface with an overlay (a mode-connectivity plane through A, B and a bend) shows it
+as in Garipov et al.'s figures: its points as labelled markers, the straight segment
+dashed and the curve solid, both white over the colours. Contour levels are evenly
+spaced, or log-spaced (crowding towards the minimum) as the Display panel says.
+
 Follows pyqtgraph's performance advice: float32 C-contiguous images, explicit
 levels, lookup tables from the colormap; a colormap, scale or color-limit change only
 swaps cached arrays and levels (engine.display.levels caches them), never recomputes.
@@ -17,6 +22,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from engine.display.contours import contour_lines
 from engine.display.levels import contour_levels
+from engine.display.paths import label_anchors
 from landscape_gui.state import AppState, Landscape, ViewState, value_label
 from landscape_gui.views.colors import STATUS_LUT, colormap
 
@@ -38,6 +44,9 @@ def plain_axes(plot: pg.PlotItem) -> None:
 
 NO_SURFACE = "No surface open: File ▸ Open Grid… or File ▸ Open Checkpoint…"
 ONE_D_SURFACE = "1D surface: see the profile below"
+PATH_RESULT = "This is a path between two checkpoints: see the Path tab"
+OVERLAY_COLOR = (255, 255, 255)
+OVERLAY_LINE_STYLES = {"straight": Qt.PenStyle.DashLine, "curve": Qt.PenStyle.SolidLine}  # others: dotted
 NOTICE_MARGIN = 24  # pixels kept between the notice and the view's edges
 
 
@@ -131,6 +140,14 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         self.trajectory.setZValue(8)
         self.plot.addItem(self.trajectory)
         self.trajectory_labels: list[pg.TextItem] = []
+        # the overlay of a mode-connectivity plane: one polyline per named line, one marker per named point
+        self.overlay_lines: dict[str, pg.PlotDataItem] = {}
+        self.overlay_points = pg.ScatterPlotItem(symbol="o", size=9, brush=pg.mkBrush(OVERLAY_COLOR),
+                                                 pen=pg.mkPen((30, 30, 30), width=1.5))
+        self.overlay_points.setZValue(8)
+        self.plot.addItem(self.overlay_points)
+        self.overlay_labels: dict[str, pg.TextItem] = {}
+        self._drawn_overlay = None
         self.origin = pg.ScatterPlotItem([0.0], [0.0], symbol="+", size=14, pen=pg.mkPen("w", width=2), brush=None)
         self.origin.setZValue(9)
         self.plot.addItem(self.origin)
@@ -169,7 +186,7 @@ class HeatmapView(pg.GraphicsLayoutWidget):
             self.colorbar.setColorMap(cmap)  # sets the image's lookup table too; no data touched
         elif name == "show_trajectory":
             self._draw_trajectory()
-        elif name in ("metric", "scale", "contours", *ViewState.LIMIT_KEYS):
+        elif name in ("metric", "scale", "contours", "contour_spacing", *ViewState.LIMIT_KEYS):
             self.refresh()
 
     def set_status(self, text: str | None, value: int | None = None, maximum: int | None = None) -> None:
@@ -191,6 +208,8 @@ class HeatmapView(pg.GraphicsLayoutWidget):
             self.notice.show_message(text, (value, maximum))
         elif landscape is None:
             self.notice.show_message(NO_SURFACE)
+        elif landscape.kind == "path":
+            self.notice.show_message(PATH_RESULT)
         elif landscape.surface.dimensions != 2:
             self.notice.show_message(ONE_D_SURFACE)
         else:
@@ -217,15 +236,19 @@ class HeatmapView(pg.GraphicsLayoutWidget):
         self.colorbar.setLevels((low, high))
         self.colorbar.axis.setLabel(value_label(landscape.shown_metric(view.metric), view.scale))
         self.colorbar.setVisible(bool(surface.done.any()))  # no range to show before the first point
-        lines = contour_lines(surface.x, surface.y, preview, contour_levels(low, high, view.contours))
+        levels = contour_levels(low, high, view.contours, view.contour_spacing, view.scale)
+        lines = contour_lines(surface.x, surface.y, preview, levels)
         self.contours.setData(lines[:, 0], lines[:, 1], connect="finite")
         self.origin.setVisible(bool(surface.x[0] <= 0 <= surface.x[-1] and surface.y[0] <= 0 <= surface.y[-1]))
         self.roi.setVisible(True)
         if new_surface or self._shown is not landscape:
             self._shown = landscape
             self._draw_trajectory()
+            self._draw_overlay()
             self.plot.setRange(rect=rect, padding=0)
             self._place_roi()
+        elif surface.overlay is not self._drawn_overlay:  # the file was read again (a job ended)
+            self._draw_overlay()
 
     def _clear(self) -> None:
         """No stale picture: image, veil, contours, color bar and axes all go (the notice says why)."""
@@ -234,6 +257,7 @@ class HeatmapView(pg.GraphicsLayoutWidget):
             item.clear()
         self.contours.setData([], [])
         self._draw_trajectory()
+        self._draw_overlay()
         self.roi.setVisible(False)
         self.origin.setVisible(False)
         self.plot.setVisible(False)
@@ -259,6 +283,36 @@ class HeatmapView(pg.GraphicsLayoutWidget):
             label.setZValue(9)
             self.plot.addItem(label)
             self.trajectory_labels.append(label)
+
+    def _draw_overlay(self) -> None:
+        """The current surface's overlay (points and lines in its plane), or nothing."""
+        for item in self.overlay_lines.values():
+            self.plot.removeItem(item)
+        for label in self.overlay_labels.values():
+            self.plot.removeItem(label)
+        self.overlay_lines, self.overlay_labels = {}, {}
+        landscape = self.state.current
+        overlay = landscape.surface.overlay if landscape is not None and landscape.surface.dimensions == 2 else None
+        self._drawn_overlay = overlay
+        if overlay is None:
+            self.overlay_points.setData([], [])
+            return
+        for name, line in overlay.lines.items():
+            line = np.asarray(line, dtype=np.float64).reshape(-1, 2)
+            pen = pg.mkPen(OVERLAY_COLOR, width=2, style=OVERLAY_LINE_STYLES.get(name, Qt.PenStyle.DotLine))
+            item = pg.PlotDataItem(line[:, 0], line[:, 1], pen=pen, connect="finite")
+            item.setZValue(7)
+            self.plot.addItem(item)
+            self.overlay_lines[name] = item
+        names = list(overlay.points)
+        xy = np.asarray([overlay.points[n] for n in names], dtype=np.float64).reshape(-1, 2)
+        self.overlay_points.setData(xy[:, 0], xy[:, 1], data=names)
+        for name, anchor in label_anchors(overlay.points).items():
+            label = pg.TextItem(name, color=OVERLAY_COLOR, anchor=anchor, fill=pg.mkBrush(0, 0, 0, 110))
+            label.setPos(*overlay.points[name])
+            label.setZValue(9)
+            self.plot.addItem(label)
+            self.overlay_labels[name] = label
 
     def _place_roi(self) -> None:
         segment = self.state.view.slice
