@@ -43,7 +43,7 @@ def _add_surface(sub: Any) -> None:
     p.add_argument("--data", required=True, help="FILE (.npz/.pt/.h5 with x and y), sample:NAME, or module:callable")
     p.add_argument("--loss", default="auto", help="auto (default), mse or cross_entropy")
     p.add_argument("--x", metavar="MIN:MAX:N", help="x axis: N values from MIN to MAX, ends included "
-                   "(required, except for --directions plane, which frames its path by default)")
+                   "(required, except for --directions plane, which frames its path by default: auto or auto:N)")
     p.add_argument("--y", metavar="MIN:MAX:N", help="y axis; omit for a 1D slice")
     p.add_argument("--directions", default="random",
                    help="random (default), interpolate, pca, plane (through a path's endpoints and bend: --path), "

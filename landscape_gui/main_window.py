@@ -26,7 +26,7 @@ from engine.display.paths import path_status
 from engine.jobs.base import COMPUTING, Progress
 from engine.jobs.path import PathProgress
 from engine.jobs.registry import resume_request
-from engine.jobs.surface import SurfaceRequest, line_request
+from engine.jobs.surface import SurfaceRequest, line_request, plane_request
 from landscape_gui.help import about_dialog, shortcuts_dialog, tour_dialog
 from landscape_gui.jobs import JobRunner, Started
 from landscape_gui.panels import DisplayPanel, InfoPanel, LandscapeList
@@ -165,6 +165,8 @@ class MainWindow(QMainWindow):
                      "Evaluate the model along the slice line at full resolution")
         self._action(compute, "&Mode Connectivity…", self.mode_connectivity_dialog, "Ctrl+M",
                      "The loss along a path between two checkpoints: the straight line or a trained curve")
+        self._action(compute, "&Plane Through Path", self.compute_path_plane, "Ctrl+Shift+M",
+                     "The surface in the plane through the current path's endpoints and bend, with them drawn on it")
         self._action(compute, "&Resume Computing", self.resume_current, None,
                      "Compute the points the current file is missing")
         self._action(compute, "&Cancel Job", self.cancel_running, "Esc")
@@ -389,6 +391,16 @@ class MainWindow(QMainWindow):
         a = attrs.get("checkpoint") if attrs.get("checkpoint") and Path(attrs["checkpoint"]).is_file() else None
         b = attrs.get("b_checkpoint") if current.kind == "path" else None  # else the dialog looks beside A
         return a, (b if b and Path(b).is_file() else None)
+
+    def compute_path_plane(self) -> None:
+        """The plane through the current path's endpoints and bend (Garipov et al.'s figure), as a surface."""
+        landscape = self.state.current
+        if landscape is None or landscape.kind != "path":
+            self.show_error("open or compute a path with a trained curve first (Compute ▸ Mode Connectivity…)")
+            return
+        request = self._guard(plane_request, landscape.path)
+        if request is not None:
+            self.submit(request)
 
     def compute_slice_line(self) -> None:
         """Evaluate the model along the slice line at full resolution (a 1D file next to the surface)."""

@@ -36,7 +36,7 @@ from engine.jobs.tiles import GridPlan, SurfaceTask, TileFunction
 from engine.numerics.directions import IGNORES, NORMS, Basis, check_choice, interpolation_basis, pca_basis, random_basis
 from engine.numerics.evaluate import STRATEGIES
 from engine.numerics.grid import parse_axis
-from engine.numerics.path_plane import PathPlane
+from engine.numerics.path_plane import AUTO_POINTS, PathPlane
 
 METRICS = ("loss", "acc")
 FLUSH_SECONDS = 0.5  # default amount of work between two writes to the file
@@ -226,9 +226,8 @@ class SurfaceJob(Job):
         loaded = load_problem(spec)
         self._plane = self._path_plane(loaded) if r.directions == "plane" else None
         if self._plane is not None:
-            auto_x, auto_y = self._plane.auto_axes()
-            x = parse_axis(auto_x if r.x == "auto" else r.x, "--x")
-            y = parse_axis(auto_y if (r.y or "auto") == "auto" else r.y, "--y")
+            x = parse_axis(self._plane.auto_axes(_auto_points(r.x))[0] if _is_auto(r.x) else r.x, "--x")
+            y = parse_axis(self._plane.auto_axes(_auto_points(r.y))[1] if _is_auto(r.y) else r.y, "--y")
         metrics = ["loss"] + (["acc"] if "acc" in r.metrics and loaded.problem.classification else [])
         settings = {**loaded.provenance(), **self._direction_settings(), "metrics": ",".join(metrics),
                     "seed": int(r.seed)}
@@ -284,13 +283,11 @@ class SurfaceJob(Job):
                 raise LandscapeError("--directions plane needs --path PATH.h5 (a file written by landscape path)")
             if r.line is not None:
                 raise LandscapeError("--line draws in the plane of an earlier surface file; compute the plane first")
-            from engine.numerics.path_plane import AUTO_POINTS
-
             # "auto" axes are resolved once the plane is known; until then they size the file
-            x = parse_axis(r.x, "--x") if r.x != "auto" else np.zeros(AUTO_POINTS)
-            y = parse_axis(r.y, "--y") if r.y not in (None, "auto") else np.zeros(AUTO_POINTS)
+            x = np.zeros(_auto_points(r.x)) if _is_auto(r.x) else parse_axis(r.x, "--x")
+            y = np.zeros(_auto_points(r.y)) if _is_auto(r.y) else parse_axis(r.y or "", "--y")
             return x, y
-        if r.x == "auto":
+        if _is_auto(r.x):
             raise LandscapeError("--x is required (MIN:MAX:N); only --directions plane chooses its own axes")
         x = parse_axis(r.x, "--x")
         y = parse_axis(r.y, "--y") if r.y is not None else None
@@ -492,6 +489,23 @@ class SurfaceJob(Job):
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def _is_auto(axis: str | None) -> bool:
+    """``auto`` or ``auto:N`` (and a plane's missing --y): the axis frames the path's points."""
+    return axis is None or axis == "auto" or axis.startswith("auto:")
+
+
+def _auto_points(axis: str | None) -> int:
+    if axis is None or ":" not in axis:
+        return AUTO_POINTS
+    try:
+        points = int(axis.split(":", 1)[1])
+    except ValueError:
+        points = 0
+    if not 2 <= points <= 100_000:
+        raise LandscapeError(f"'{axis}': write auto:N with N from 2 to 100000 points")
+    return points
+
+
 def path_plane_digest(path: Path) -> str:
     """What a plane depends on in a path file: its endpoints and its committed bends, not its points."""
     from engine.io.store.paths import bends_digests
@@ -627,7 +641,31 @@ def line_request(surface: str | Path, start: tuple[float, float], end: tuple[flo
                    line=line, out=str(out))
 
 
+def plane_request(path: str | Path, points: int = 21) -> SurfaceRequest:
+    """The surface in the plane through a path file's endpoints and bend (the app's Plane Through Path).
+
+    Model, data and loss are the path's own; the axes frame the endpoints, bend and curve
+    with margins; the output is a file next to the path, so asking again resumes or reopens it.
+    """
+    path = Path(path)
+    a = settings_of(path)
+    if a.get("kind") != "path":
+        raise LandscapeError(f"{path} is not a path file; the plane is drawn through a path's endpoints and bend")
+    if a.get("curve", "linear") == "linear":
+        raise LandscapeError(f"{path} is a straight path: it has no bend, so no plane through it; compute a "
+                             "Bezier or polychain curve first")
+    model = str(a.get("model", ""))
+    max_samples = int(a.get("max_samples", -1))
+    return SurfaceRequest(
+        checkpoint=str(a.get("checkpoint", "")), data=str(a.get("data", "")), x=f"auto:{int(points)}",
+        y=f"auto:{int(points)}", out=str(path.with_name(f"{path.stem}_plane.h5")),
+        model=None if not model or model.startswith("<") else model, model_kwargs=json.loads(a.get("model_kwargs") or "{}"),
+        loss=str(a.get("loss", "auto")), directions="plane", path=str(path.resolve()),
+        max_samples=None if max_samples < 0 else max_samples,
+    )
+
+
 __all__ = [
     "METRICS", "SETTINGS_KEYS", "SurfaceJob", "SurfaceProgress", "SurfaceRequest", "SurfaceSummary",
-    "line_request", "parse_line", "resume_request",
+    "line_request", "parse_line", "plane_request", "resume_request",
 ]

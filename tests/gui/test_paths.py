@@ -442,3 +442,31 @@ def test_a_classifier_path_draws_the_error_on_the_right_axis(window, classificat
     expected = result.barriers["curve"]["train_error"]["interpolated"]
     assert table.item(rows["polychain curve"], 3).text() == format_number(expected)
     assert "BatchNorm statistics re-estimated" in view.header.text()
+
+
+def test_plane_through_path_computes_the_plane_surface_and_draws_the_path_on_it(window, written_path, qtbot, tmp_path):
+    import shutil
+
+    path = Path(shutil.copy(written_path, tmp_path / "bezier.h5"))  # the plane file is written beside the path
+    window.open_grid(path)
+    finished = []
+    window.runner.finished.connect(lambda request, _summary: finished.append(request))
+    window.compute_path_plane()
+    qtbot.waitUntil(lambda: bool(finished) or bool(window.errors), timeout=120000)
+    assert not window.errors
+    plane = tmp_path / "bezier_plane.h5"
+    assert finished[0].out == str(plane) and window.state.current.path == plane
+    surface = read_surface(plane)
+    assert surface.attrs["directions"] == "plane" and surface.done.all()
+    assert surface.overlay.points["A"] == (0.0, 0.0)
+    assert set(window.heatmap.overlay_lines) == {"straight", "curve"}
+    x, y = window.heatmap.overlay_lines["curve"].getData()
+    np.testing.assert_array_equal(x, surface.overlay.lines["curve"][:, 0])
+    # the straight path of the aligned pair has no bend: a one-line error, nothing computed
+    window.open_grid(path)
+    straight = tmp_path / "straight.h5"
+    engine.path(window.state.current.result.attrs["checkpoint"], window.state.current.result.attrs["b_checkpoint"],
+                window.state.current.result.attrs["data"], points=3, out=straight, progress=False)
+    window.open_grid(straight)
+    window.compute_path_plane()
+    assert "no bend" in window.errors[-1][0] and not (tmp_path / "straight_plane.h5").exists()
