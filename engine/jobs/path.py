@@ -45,7 +45,7 @@ from engine.numerics.barriers import path_barriers
 from engine.numerics.curve_training import CurveTrainer, TrainingSettings, has_batchnorm
 from engine.numerics.curves import CURVES, CurveShape, curve_length, curve_point, gram, straight_bends, t_grid
 from engine.numerics.evaluate import keep_freed_memory
-from engine.numerics.problem import Problem
+from engine.numerics.problem import Problem, resolve_device
 from engine.numerics.threads import forward_flops, intra_op_threads, threads_for
 
 TRAINING, EVALUATING = "training", "evaluating"
@@ -195,6 +195,7 @@ class PathJob(Job):
         r = self.request
         shape, t = self._check_request()
         out = Path(r.out)
+        resolve_device(r.device)  # a device this machine lacks is said before any file is locked
         self._lock.acquire()
         keep_freed_memory()  # a point's activations are reused, not returned to the OS and faulted in again
         existing = out.exists() and not r.overwrite

@@ -36,6 +36,7 @@ from engine.jobs.tiles import GridPlan, SurfaceTask, TileFunction
 from engine.numerics.directions import IGNORES, NORMS, Basis, check_choice, interpolation_basis, pca_basis, random_basis
 from engine.numerics.evaluate import STRATEGIES
 from engine.numerics.grid import parse_axis
+from engine.numerics.problem import resolve_device
 from engine.numerics.path_plane import AUTO_POINTS, PathPlane
 
 METRICS = ("loss", "acc")
@@ -216,6 +217,7 @@ class SurfaceJob(Job):
         out = Path(r.out)
         points = len(x) * (1 if y is None else len(y))
         check_space(out, grid_nbytes(points, len(r.metrics)), f"a grid of {points:,} points")
+        resolve_device(r.device)  # a device this machine lacks is said before any file is locked
         self._lock.acquire()
         existing = out.exists() and not r.overwrite
         recorded = self._recorded_settings(out) if existing else {}
