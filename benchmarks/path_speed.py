@@ -75,9 +75,12 @@ from torch import nn  # noqa: E402
 from torch.nn import Module, Parameter  # noqa: E402
 from torch.nn.modules.utils import _pair  # noqa: E402
 
+from machine import (  # noqa: E402 - benchmarks/machine.py, beside this script
+    QUIET_BUSY, cpu_jiffies, minor_faults, own_cpu_jiffies, wait_quiet,
+)
+
 TOOLS = ("reference", "landscape")
 TASKS = ("linear", "bezier")
-QUIET_BUSY = 0.10  # --wait-quiet: other processes may use at most this share of the CPUs before a timed run
 LR, MOMENTUM = 0.015, 0.9  # Garipov et al.'s README uses --lr=0.015 for curves; momentum is their default
 WEIGHT_DECAY = 1e-4  # their train.py default (--wd); Landscape gets the same
 SAVE_FREQ = 50  # their train.py default: a checkpoint every 50 epochs (and at the start and the end)
@@ -677,47 +680,6 @@ def run_landscape(files: Files, task: str, points: int, epochs: int, batch_size:
 # ======================================================================================
 # Worker: one timed run of one tool, in its own process
 # ======================================================================================
-def _own_cpu_jiffies() -> float:
-    t = os.times()
-    return (t.user + t.system) * os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies of all CPUs since boot; None where /proc/stat does not exist."""
-    try:
-        with open("/proc/stat") as handle:
-            values = [int(v) for v in handle.readline().split()[1:]]
-    except OSError:
-        return None
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
-
-
-def _minor_faults() -> int:
-    """Minor page faults of this process so far (0 where the resource module is missing)."""
-    try:
-        import resource
-    except ImportError:
-        return 0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def others_busy(seconds: float = 0.5) -> float:
-    """Share of all CPUs that other processes use over the next ``seconds`` (0 where unknown)."""
-    start, own = _cpu_jiffies(), _own_cpu_jiffies()
-    time.sleep(seconds)
-    end, own_end = _cpu_jiffies(), _own_cpu_jiffies()
-    if start is None or end is None:
-        return 0.0
-    return max(0.0, (end[0] - start[0] - (own_end - own)) / max(1, end[1] - start[1]))
-
-
-def wait_quiet(timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while others_busy() > QUIET_BUSY and time.monotonic() < deadline:
-        pass
-
-
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     case = CASE_BY_NAME[args.cases]
     files = case_files(case, Path(args.workdir))
@@ -734,11 +696,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         run(3, 1)  # warm-up: imports, oneDNN kernels, the optimizer's lazy imports
         if args.wait_quiet:
             wait_quiet()
-        start, own = _cpu_jiffies(), _own_cpu_jiffies()
-        faults = _minor_faults()
+        start, own = cpu_jiffies(), own_cpu_jiffies()
+        faults = minor_faults()
         result = run(args.points, epochs)
-        result["faults"] = _minor_faults() - faults
-        end, own_end = _cpu_jiffies(), _own_cpu_jiffies()
+        result["faults"] = minor_faults() - faults
+        end, own_end = cpu_jiffies(), own_cpu_jiffies()
     result["others"] = 0.0 if start is None or end is None else \
         max(0.0, (end[0] - start[0] - (own_end - own)) / max(1, end[1] - start[1]))
     result["threads"] = torch.get_num_threads()

@@ -63,9 +63,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from machine import (  # noqa: E402 - benchmarks/machine.py, beside this script
+    QUIET_BUSY, cpu_jiffies, minor_faults, own_cpu_jiffies, wait_quiet,
+)
+
 REPEAT_BUDGET = 20.0  # seconds: a tool whose run takes longer than this is timed once
 SHORT_RUN = 3.0  # seconds: a tool whose first run is shorter than this gets 5 runs instead of 3
-QUIET_BUSY = 0.10  # --wait-quiet: other processes may use at most this share of the CPUs before a timed run
 TOOLS = ("landscape", "loss-landscapes", "li-et-al")
 FIXED = ("landscape[inplace]", "landscape[vmap]")
 # glibc settings for the --malloc-tuned experiment (see README): keep freed activations in the
@@ -333,47 +336,6 @@ def run_li(case: Case, workdir: Path, side: int, directions=None, points: np.nda
 # --------------------------------------------------------------------------------------
 # Worker: one timed run of one tool, in its own process
 # --------------------------------------------------------------------------------------
-def _own_cpu_jiffies() -> float:
-    t = os.times()
-    return (t.user + t.system) * os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies of all CPUs since boot; None where /proc/stat does not exist."""
-    try:
-        with open("/proc/stat") as handle:
-            values = [int(v) for v in handle.readline().split()[1:]]
-    except OSError:
-        return None
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
-
-
-def _minor_faults() -> int:
-    """Minor page faults of this process so far (0 where the resource module is missing)."""
-    try:
-        import resource
-    except ImportError:
-        return 0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def others_busy(seconds: float = 0.5) -> float:
-    """Share of all CPUs that other processes use over the next ``seconds`` (0 where unknown)."""
-    start, own = _cpu_jiffies(), _own_cpu_jiffies()
-    time.sleep(seconds)
-    end, own_end = _cpu_jiffies(), _own_cpu_jiffies()
-    if start is None or end is None:
-        return 0.0
-    return max(0.0, (end[0] - start[0] - (own_end - own)) / max(1, end[1] - start[1]))
-
-
-def wait_quiet(timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while others_busy() > QUIET_BUSY and time.monotonic() < deadline:
-        pass
-
-
 def worker(tool: str, case: Case, workdir: Path, side: int, quiet: bool) -> dict[str, Any]:
     runners: dict[str, Callable[[int], dict[str, Any]]] = {
         "landscape": lambda n: run_landscape(case, workdir, n, "auto"),
@@ -386,11 +348,11 @@ def worker(tool: str, case: Case, workdir: Path, side: int, quiet: bool) -> dict
     run(3)  # warm-up: imports, oneDNN kernels, thread pool
     if quiet:
         wait_quiet()
-    start, own = _cpu_jiffies(), _own_cpu_jiffies()
-    faults = _minor_faults()
+    start, own = cpu_jiffies(), own_cpu_jiffies()
+    faults = minor_faults()
     result = run(side)
-    result["faults_per_point"] = (_minor_faults() - faults) / (side * side)
-    end, own_end = _cpu_jiffies(), _own_cpu_jiffies()
+    result["faults_per_point"] = (minor_faults() - faults) / (side * side)
+    end, own_end = cpu_jiffies(), own_cpu_jiffies()
     result["others"] = 0.0 if start is None or end is None else \
         max(0.0, (end[0] - start[0] - (own_end - own)) / max(1, end[1] - start[1]))
     result["threads"] = torch.get_num_threads()

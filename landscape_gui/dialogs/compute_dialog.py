@@ -36,14 +36,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.numerics.directions import IGNORES, NORMS
 from engine.errors import LandscapeError
-from engine.numerics.grid import parse_axis
-from engine.numerics.problem import resolve_device
 from engine.io.references import one_line
 from engine.jobs.surface import SurfaceRequest
+from engine.numerics.directions import IGNORES, NORMS
+from engine.numerics.grid import parse_axis
+from engine.numerics.problem import resolve_device
 from landscape_gui.dialogs.model_dialog import (
-    ErrorLabel, ModelChoice, browse_button, ScreenFittedDialog, grow_to_content, row,
+    ErrorLabel,
+    ModelChoice,
+    ScreenFittedDialog,
+    align_label_columns,
+    browse_button,
+    grow_to_content,
+    row,
 )
 
 # Direction kinds as the dialog names them; "file" becomes the .h5 path in the request.
@@ -248,7 +254,7 @@ class ComputeDialog(ScreenFittedDialog):
         for form in (grid_form, dir_form, eval_form, out_form):
             form.setFieldGrowthPolicy(QFormLayout.ExpandingFieldsGrow)
             form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
-        self._align_labels(grid_form, dir_form, eval_form, out_form)
+        align_label_columns(grid_form, dir_form, eval_form, out_form)
 
         self.error = ErrorLabel()
         self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
@@ -449,20 +455,6 @@ class ComputeDialog(ScreenFittedDialog):
             facts += " (trusted pickle)"
         return (f"<b>{html.escape(self._checkpoint.name)}</b> — {html.escape(facts)}; "
                 f"data {html.escape(c.data)}")
-
-    @staticmethod
-    def _align_labels(*forms: QFormLayout) -> None:
-        """Same label column width in every group, so the fields line up down the dialog."""
-        labels = []
-        for form in forms:
-            for i in range(form.rowCount()):
-                item = form.itemAt(i, QFormLayout.LabelRole)
-                if item is not None and isinstance(item.widget(), QLabel):
-                    labels.append(item.widget())
-        width = max(label.sizeHint().width() for label in labels)
-        for label in labels:
-            label.setMinimumWidth(width)
-            label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
 
     @staticmethod
     def _same_file(a: Path, b: Path) -> bool:

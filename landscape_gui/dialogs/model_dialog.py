@@ -186,6 +186,20 @@ class ScreenFittedDialog(QDialog):
         super().showEvent(event)
 
 
+def align_label_columns(*forms: QFormLayout) -> None:
+    """One label column width in every group, so the fields line up down the dialog."""
+    labels = []
+    for form in forms:
+        for i in range(form.rowCount()):
+            item = form.itemAt(i, QFormLayout.LabelRole)
+            if item is not None and isinstance(item.widget(), QLabel):
+                labels.append(item.widget())
+    width = max(label.sizeHint().width() for label in labels)
+    for label in labels:
+        label.setMinimumWidth(width)
+        label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+
+
 def grow_to_content(dialog: QWidget) -> None:
     """Make a shown dialog tall enough for rows that appeared, as far as its screen allows (it keeps its place
     unless the bottom would leave the screen)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -44,9 +44,10 @@ from landscape_gui.dialogs.model_dialog import (
     ErrorLabel,
     ModelChoice,
     RecentCombo,
+    ScreenFittedDialog,
+    align_label_columns,
     browse_button,
     check_choice,
-    ScreenFittedDialog,
     format_kwargs,
     grow_to_content,
     load_recent,
@@ -242,7 +243,7 @@ class PathDialog(ScreenFittedDialog):
         forms = (ends_form, model_form, curve_form, eval_form, out_form)
         for form in forms:
             form.setFieldGrowthPolicy(QFormLayout.ExpandingFieldsGrow)
-        _align_label_columns(*forms)
+        align_label_columns(*forms)
 
         self.error = ErrorLabel()
         self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
@@ -576,19 +577,6 @@ class PathDialog(ScreenFittedDialog):
         self.t_max.setValue(float(stored["t_max"]))
         self.seed.setValue(int(stored["seed"]))
 
-
-def _align_label_columns(*forms: QFormLayout) -> None:
-    """One label column width in every group, so the fields line up down the dialog."""
-    labels = []
-    for form in forms:
-        for i in range(form.rowCount()):
-            item = form.itemAt(i, QFormLayout.LabelRole)
-            if item is not None and isinstance(item.widget(), QLabel):
-                labels.append(item.widget())
-    width = max(label.sizeHint().width() for label in labels)
-    for label in labels:
-        label.setMinimumWidth(width)
-        label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
 
 
 __all__ = ["PathDialog", "default_b", "default_out", "default_test_data"]
