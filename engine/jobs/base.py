@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 from engine.cancel import Cancelled, cancellable
+from engine.errors import LandscapeError
+from engine.io.store import settings_of
 
 # Phases a progress step reports, so a front end can say what is happening.
 PREPARING, CALIBRATING, COMPUTING = "preparing", "calibrating", "computing"
@@ -205,6 +207,18 @@ class Job(ABC):
 
     def close(self) -> None:
         """Release the file and its lock; idempotent. run() calls it when it ends."""
+
+    def recorded_settings(self, out: Path) -> dict[str, Any]:
+        """The attributes of an existing result file this job would resume, refused in one line if it is not one
+        of this kind (or cannot be read)."""
+        try:
+            recorded = settings_of(out)
+        except LandscapeError as exc:
+            raise LandscapeError(f"{exc}; pass --overwrite to replace it or choose another --out") from None
+        if recorded.get("format") != "landscape" or recorded.get("kind") != self.kind:
+            raise LandscapeError(f"{out} exists and is not a Landscape {self.kind} file; choose another --out or pass "
+                                 "--overwrite")
+        return recorded
 
     # -- what a kind implements ---------------------------------------------------------------
     @property

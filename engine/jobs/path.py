@@ -39,9 +39,8 @@ from engine.io.store.paths import (
 )
 from engine.io.store.logs import append_log, read_log
 from engine.io.store.files import open_h5
-from engine.jobs.base import COMPUTING, Job, Progress, RateMeter, Summary
+from engine.jobs.base import Job, Progress, RateMeter, Summary
 from engine.jobs.spec import LoadedProblem, ProblemSpec, absolute_data_reference, absolute_path, load_problem
-from engine.numerics.barriers import path_barriers
 from engine.numerics.curve_training import CurveTrainer, TrainingSettings, has_batchnorm
 from engine.numerics.curves import CURVES, CurveShape, curve_length, curve_point, gram, straight_bends, t_grid
 from engine.numerics.evaluate import keep_freed_memory
@@ -199,7 +198,7 @@ class PathJob(Job):
         self._lock.acquire()
         keep_freed_memory()  # a point's activations are reused, not returned to the OS and faulted in again
         existing = out.exists() and not r.overwrite
-        recorded = self._recorded(out) if existing else {}
+        recorded = self.recorded_settings(out) if existing else {}
         spec = r.problem_spec()
         if existing and r.eval_batch_size is None and recorded.get("batch_size"):
             spec = replace(spec, batch_size=int(recorded["batch_size"]))
@@ -364,16 +363,6 @@ class PathJob(Job):
         else:
             torch.save({k: v.detach().cpu() for k, v in aligned.items()}, target)
         self.messages.append(f"wrote the aligned B to {target}")
-
-    def _recorded(self, out: Path) -> dict[str, Any]:
-        try:
-            recorded = settings_of(out)
-        except LandscapeError as exc:
-            raise LandscapeError(f"{exc}; pass --overwrite to replace it or choose another --out") from None
-        if recorded.get("format") != "landscape" or recorded.get("kind") != self.kind:
-            raise LandscapeError(f"{out} exists and is not a Landscape path file; choose another --out or pass "
-                                 "--overwrite")
-        return recorded
 
     def _check_resumable(self, out: Path, recorded: dict[str, Any], settings: dict[str, Any], t: np.ndarray) -> None:
         mismatch = settings_mismatch(recorded, settings, SETTINGS_KEYS)

@@ -220,7 +220,7 @@ class SurfaceJob(Job):
         resolve_device(r.device)  # a device this machine lacks is said before any file is locked
         self._lock.acquire()
         existing = out.exists() and not r.overwrite
-        recorded = self._recorded_settings(out) if existing else {}
+        recorded = self.recorded_settings(out) if existing else {}
         spec = self.request.problem_spec()
         for key in ("batch_size", "memory_budget"):  # what the file was computed with: the same bits as before
             if existing and getattr(r, key) is None and recorded.get(key):
@@ -394,16 +394,6 @@ class SurfaceJob(Job):
         shape = CurveShape(str(result.attrs.get("curve", "linear")), int(result.attrs.get("bends", 0)))
         return path_plane(shape, {n: t.cpu() for n, t in params.items()}, bends,
                           {n: b[n].to(params[n].dtype).cpu() for n in params})
-
-    def _recorded_settings(self, out: Path) -> dict[str, Any]:
-        try:
-            recorded = settings_of(out)
-        except LandscapeError as exc:
-            raise LandscapeError(f"{exc}; pass --overwrite to replace it or choose another --out") from None
-        if recorded.get("format") != "landscape" or recorded.get("kind") != self.kind:
-            raise LandscapeError(f"{out} exists and is not a Landscape surface file; choose another --out or pass "
-                                 "--overwrite")
-        return recorded
 
     def _check_resumable(self, out: Path, recorded: dict[str, Any], settings: dict[str, Any],
                          x: np.ndarray, y: np.ndarray | None) -> None:
