@@ -13,10 +13,16 @@ import time
 import traceback
 from typing import Any, Callable, Iterable
 
+import torch._dynamo  # noqa: F401 - imported here, in the GUI thread: see below
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.errors import LandscapeError
 from engine.io.references import one_line
+
+# torch imports torch._dynamo (and sympy, about 1 s) lazily, at the first forward under
+# FlopCounterMode, which every job's thread rule runs (engine.numerics.threads). Done in a worker
+# thread while the GUI thread runs Qt's event loop, that import has deadlocked the app (the worker
+# stuck inside sympy's import, waiting for the GIL); importing it once, here, takes it off the workers.
 
 
 _RUNNING: set[QThread] = set()  # started workers, held until their thread has ended
