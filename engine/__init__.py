@@ -14,11 +14,13 @@ weight space (:mod:`engine.numerics`), runs long computations as resumable jobs
 __version__ = "0.2.0"
 
 from engine.errors import LandscapeError  # noqa: E402
-from engine.api import open, path, run, surface  # noqa: E402
+from engine.api import hessian, open, path, run, surface  # noqa: E402
 from engine.io.store import Surface  # noqa: E402
 from engine.io.store.paths import PathResult  # noqa: E402
+from engine.io.store.spectra import Spectrum  # noqa: E402
+from engine.jobs.hessian import HessianJob, HessianRequest  # noqa: E402
 from engine.jobs.path import PathJob, PathRequest  # noqa: E402
 from engine.jobs.surface import SurfaceJob, SurfaceRequest  # noqa: E402
 
-__all__ = ["LandscapeError", "PathJob", "PathRequest", "PathResult", "Surface", "SurfaceJob", "SurfaceRequest",
-           "__version__", "open", "path", "run", "surface"]
+__all__ = ["HessianJob", "HessianRequest", "LandscapeError", "PathJob", "PathRequest", "PathResult", "Spectrum",
+           "Surface", "SurfaceJob", "SurfaceRequest", "__version__", "hessian", "open", "path", "run", "surface"]

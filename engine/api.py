@@ -19,6 +19,8 @@ from typing import Any, Mapping, Sequence
 
 from engine.io.store import Surface, read_surface, settings_of
 from engine.io.store.paths import PathResult, read_path
+from engine.io.store.spectra import Spectrum, read_spectrum
+from engine.jobs.hessian import HessianJob, HessianRequest
 from engine.jobs.base import Job, Summary
 from engine.jobs.console import run_with_progress
 from engine.jobs.path import PathJob, PathRequest
@@ -88,6 +90,37 @@ def path(
     return read_path(out)
 
 
+def hessian(
+    checkpoint: str | Path,
+    data: str | Path,
+    *,
+    out: str | Path | None = None,
+    model: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Spectrum:
+    """The Hessian spectrum of the mean loss over ``data`` at ``checkpoint`` (or at a point of a surface).
+
+    Every keyword is a :class:`HessianRequest` field, named as the ``landscape hessian``
+    flag without dashes: ``top_k``, ``bottom_k``, ``eigenvectors``, ``method``, ``tol``,
+    ``max_iter``, ``trace``, ``trace_method``, ``trace_tol``, ``density``, ``density_probes``,
+    ``density_steps``, ``sigma``, ``report``, ``alphas`` (a tuple), ``test_data``, ``at`` and
+    ``point`` (a tuple), ``mode``, ``hvp_method``, ``seed``, ``max_samples``, ``device``, ...
+    Returns what :func:`open` reads: ``s.top_eigenvalues``, ``s.trace``, ``s.density_at(sigma)``,
+    ``s.report["n_eff"]``, ``s.eigenvectors()``.
+    """
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="landscape-")) / "spectrum.h5"
+    for key in ("alphas", "point"):
+        if key in options and options[key] is not None:
+            options[key] = tuple(float(v) for v in options[key])
+    request = HessianRequest(checkpoint=str(checkpoint), data=str(data), out=str(out), model=model,
+                             model_kwargs=model_kwargs, **options)
+    run(HessianJob(request), progress=progress)
+    return read_spectrum(out)
+
+
 def run(job: Job, progress: bool = True) -> Summary:
     """Run any job to its end with a tqdm bar; on KeyboardInterrupt say what was saved and re-raise."""
     from tqdm.auto import tqdm
@@ -97,13 +130,15 @@ def run(job: Job, progress: bool = True) -> Summary:
     return job.summary()
 
 
-def open(path: str | Path) -> Surface | PathResult:  # noqa: A001 - reads like the builtin, on purpose
+def open(path: str | Path) -> Surface | PathResult | Spectrum:  # noqa: A001 - reads like the builtin, on purpose
     """Read any result file Landscape writes (and Li et al.'s surface files)."""
     kind = str(settings_of(path).get("kind", "surface"))
     if kind == "surface":
         return read_surface(path)
     if kind == "path":
         return read_path(path)
+    if kind == "spectrum":
+        return read_spectrum(path)
     from engine.errors import LandscapeError
 
     raise LandscapeError(f"{path} holds a '{kind}' result, which this Landscape cannot read: upgrade")

@@ -46,8 +46,8 @@ def _add_surface(sub: Any) -> None:
                    "(required, except for --directions plane, which frames its path by default: auto or auto:N)")
     p.add_argument("--y", metavar="MIN:MAX:N", help="y axis; omit for a 1D slice")
     p.add_argument("--directions", default="random",
-                   help="random (default), interpolate, pca, plane (through a path's endpoints and bend: --path), "
-                        "or FILE.h5 to reuse its directions")
+                   help="random (default), interpolate, pca, hessian (the top Hessian eigenvectors, unit length), "
+                        "plane (through a path's endpoints and bend: --path), or FILE.h5 to reuse its directions")
     p.add_argument("--to", help="second checkpoint for --directions interpolate (x=0 first, x=1 second)")
     p.add_argument("--path", help="path file (from landscape path) for --directions plane; its first endpoint must be "
                    "CHECKPOINT")
@@ -162,9 +162,101 @@ def parse_range(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _add_hessian(sub: Any) -> None:
+    p = sub.add_parser(
+        "hessian",
+        help="Hessian spectrum: top/bottom eigenpairs, trace, spectral density, overparameterization report",
+        description="Hessian-vector products of the mean loss over all of --data give the extreme eigenvalues "
+        "(Lanczos), the trace (Hutch++) and the spectral density (stochastic Lanczos quadrature) at CHECKPOINT, "
+        "or at a point of a surface (--at S.h5 --point X,Y). With no choice, the top eigenvalue. Re-running the "
+        "same command on an unfinished file continues it.",
+    )
+    p.add_argument("checkpoint", help="checkpoint file (.pt/.pth/.bin/.ckpt/.safetensors/TorchScript)")
+    p.add_argument("--model", help="architecture: module.path:callable or path/to/file.py:callable")
+    p.add_argument("--model-kwargs", help="JSON keyword arguments for --model, e.g. '{\"width\": 200}'")
+    p.add_argument("--data", required=True, help="FILE (.npz/.pt/.h5 with x and y), sample:NAME, or module:callable")
+    p.add_argument("--test-data", help="held-out data for the report's test loss and accuracy")
+    p.add_argument("--loss", default="auto", help="auto (default), mse or cross_entropy")
+    p.add_argument("--top-k", type=int, default=0, help="the K largest eigenvalues (algebraic)")
+    p.add_argument("--bottom-k", type=int, default=0, help="the K smallest eigenvalues (most negative first)")
+    p.add_argument("--eigenvectors", action="store_true", help="also store the eigenvectors, keyed by parameter name")
+    p.add_argument("--method", default="lanczos", choices=("lanczos", "power"),
+                   help="lanczos (default; full reorthogonalization) or power iteration with deflation (largest "
+                        "magnitude, as PyHessian; for comparison)")
+    p.add_argument("--tol", type=float, default=1e-5,
+                   help="stop when every wanted Ritz residual |Hu - λu| is below TOL x the largest |λ| (default 1e-5)")
+    p.add_argument("--max-iter", type=int, default=100, help="most products for the eigenpairs (default 100)")
+    p.add_argument("--trace", action="store_true", help="the trace, by Hutch++ (or --trace-method hutchinson)")
+    p.add_argument("--trace-method", default="hutch++", choices=("hutch++", "hutchinson"))
+    p.add_argument("--trace-tol", type=float, default=0.01,
+                   help="stop at this relative standard error of the trace (default 0.01)")
+    p.add_argument("--trace-sketch", type=int, default=10, help="Hutch++ sketch size (default 10: 20 products)")
+    p.add_argument("--trace-max-probes", type=int, default=1000, help="most trace samples (default 1000)")
+    p.add_argument("--density", action="store_true", help="the spectral density by stochastic Lanczos quadrature")
+    p.add_argument("--density-probes", type=int, default=5, help="random probes n_v (default 5)")
+    p.add_argument("--density-steps", type=int, default=80, help="Lanczos steps per probe m (default 80)")
+    p.add_argument("--sigma", type=float, help="Gaussian width of the stored density (default: 1%% of the spread)")
+    p.add_argument("--report", action="store_true",
+                   help="the overparameterization report: p, n, p/n, train/test loss and accuracy, interpolation, "
+                        "top and bottom eigenvalue, trace, negative spectral mass, N_eff(alpha)")
+    p.add_argument("--alpha", default="0.001,0.01,0.1,1", help="alphas of N_eff(alpha) in the report (default "
+                   "0.001,0.01,0.1,1)")
+    p.add_argument("--at", metavar="SURFACE.h5", help="take the Hessian at a point of this surface (made around "
+                   "CHECKPOINT) ...")
+    p.add_argument("--point", metavar="X,Y", help="... at theta0 + X*dx + Y*dy (X alone for a 1D surface)")
+    p.add_argument("--mode", default="eval", choices=("eval", "train"),
+                   help="eval: BatchNorm uses running statistics (default); train: batch statistics")
+    p.add_argument("--hvp-method", default="auto", choices=("auto", "double_backward", "forward_over_reverse"),
+                   help="how Hessian-vector products are computed (auto: the faster, measured on the first products)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random vector (default 0)")
+    p.add_argument("--max-samples", type=int, help="use a seeded subset of this many samples")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, help="samples per forward pass")
+    p.add_argument("--memory-budget", metavar="SIZE", help="memory for data and graphs kept on the device, e.g. 8GiB")
+    p.add_argument("--trust-pickle", action="store_true", help="allow checkpoints that need arbitrary unpickling")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file made with other settings")
+    p.add_argument("--flush-seconds", type=float, default=0.5,
+                   help="seconds of work between writes to the file: the most a killed run loses (default 0.5)")
+    p.add_argument("--out", required=True, help="output spectrum file (.h5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object summarizing the result on stdout")
+    p.set_defaults(run=_run_hessian)
+
+
+def _run_hessian(args: argparse.Namespace) -> int:
+    from engine.io.models import parse_kwargs
+    from engine.jobs.hessian import HessianJob, HessianRequest
+    from engine.jobs.spec import parse_size
+
+    request = HessianRequest(
+        checkpoint=args.checkpoint, data=args.data, out=args.out, test_data=args.test_data, model=args.model,
+        model_kwargs=parse_kwargs(args.model_kwargs) if args.model_kwargs else None, loss=args.loss,
+        top_k=args.top_k, bottom_k=args.bottom_k, method=args.method, tol=args.tol, max_iter=args.max_iter,
+        eigenvectors=args.eigenvectors, trace=args.trace, trace_method=args.trace_method, trace_tol=args.trace_tol,
+        trace_sketch=args.trace_sketch, trace_max_probes=args.trace_max_probes, density=args.density,
+        density_probes=args.density_probes, density_steps=args.density_steps, sigma=args.sigma, report=args.report,
+        alphas=parse_numbers(args.alpha, "--alpha"), at=args.at,
+        point=parse_numbers(args.point, "--point") if args.point else None, seed=args.seed,
+        max_samples=args.max_samples, device=args.device, batch_size=args.batch_size, mode=args.mode,
+        memory_budget=parse_size(args.memory_budget) if args.memory_budget else None, hvp_method=args.hvp_method,
+        trust_pickle=args.trust_pickle, overwrite=args.overwrite, flush_seconds=args.flush_seconds,
+    )
+    return run_job(HessianJob(request), as_json=args.json)
+
+
+def parse_numbers(text: str, flag: str) -> tuple[float, ...]:
+    """``'0.1,-2'`` -> (0.1, -2.0), or a one-line LandscapeError."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise LandscapeError(f"{flag} {text}: write numbers separated by commas, for example {flag}=0.1,-0.2")
+    return values
+
+
 def _add_info(sub: Any) -> None:
-    p = sub.add_parser("info", help="summarize a surface file (Landscape's or Li et al.'s)")
-    p.add_argument("file", help="surface file (.h5)")
+    p = sub.add_parser("info", help="summarize a result file: surface (Landscape's or Li et al.'s), path or spectrum")
+    p.add_argument("file", help="result file (.h5)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=_run_info)
 
@@ -195,17 +287,19 @@ def build_parser(extensions: Sequence[Subcommand] = ()) -> argparse.ArgumentPars
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_surface, _add_path, _add_info, _add_export, *extensions):
+    for add in (_add_surface, _add_path, _add_hessian, _add_info, _add_export, *extensions):
         add(sub)
     return parser
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:
-    """Accept ``--x -1:1:51`` as well as ``--x=-1:1:51`` (argparse takes '-1:...' for a flag)."""
+    """Accept ``--x -1:1:51`` and ``--point -0.5,0.2`` as well as ``--x=-1:1:51`` (argparse takes '-1:...' for a flag)."""
     joined: list[str] = []
     i = 0
     while i < len(argv):
-        if argv[i] in ("--x", "--y", "--t-range") and i + 1 < len(argv) and argv[i + 1].startswith("-") and ":" in argv[i + 1]:
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if value.startswith("-") and ((argv[i] in ("--x", "--y", "--t-range") and ":" in value) or
+                                      (argv[i] == "--point" and (value[1:2].isdigit() or value[1:2] == "."))):
             joined.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
             continue

@@ -54,3 +54,14 @@ class ViewCNN(nn.Module):
 
 def view_cnn() -> nn.Module:
     return ViewCNN()
+
+
+def tiny_mlp(d: int = 3, width: int = 5, classes: int = 3, dtype: str = "float64") -> nn.Module:
+    """A smooth (tanh) classifier small enough for a dense Hessian; at its seeded start it has negative curvature."""
+    return nn.Sequential(nn.Linear(d, width), nn.Tanh(), nn.Linear(width, classes)).to(getattr(torch, dtype))
+
+
+def tiny_cnn(classes: int = 3, dtype: str = "float64") -> nn.Module:
+    """Conv + BatchNorm + Linear on 1x4x4 inputs, small enough for a dense Hessian."""
+    return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Tanh(), nn.Flatten(),
+                         nn.Linear(2 * 4 * 4, classes)).to(getattr(torch, dtype))

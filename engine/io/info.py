@@ -1,4 +1,4 @@
-"""``landscape info``: what a surface file holds, in a few lines or as JSON."""
+"""``landscape info``: what a result file (surface, path, spectrum) holds, in a few lines or as JSON."""
 
 from __future__ import annotations
 
@@ -14,13 +14,19 @@ PROVENANCE_KEYS = (
     "created", "engine_version", "checkpoint", "checkpoint_sha256", "checkpoint_metadata", "model", "model_kwargs", "n_params",
     "data", "data_sha256", "data_samples", "loss", "mode", "batch_size", "memory_budget", "norm", "ignore", "seed",
     "directions", "directions_source", "directions_source_sha256", "line", "device", "dtype", "evaluation_strategy",
-    "explained_variance_ratio",
+    "explained_variance_ratio", "hessian_eigenvalues",
 )
 PATH_PROVENANCE_KEYS = (
     "created", "engine_version", "checkpoint", "checkpoint_sha256", "b_checkpoint", "b_checkpoint_sha256", "model",
     "model_kwargs", "n_params", "data", "data_sha256", "test_data", "test_data_sha256", "loss", "curve", "bends", "align",
     "alignment_max_output_difference", "bn_recompute", "bn_samples", "epochs", "lr", "optimizer", "momentum",
     "weight_decay", "schedule", "train_batch_size", "seed", "device", "dtype",
+)
+SPECTRUM_PROVENANCE_KEYS = (
+    "created", "engine_version", "checkpoint", "checkpoint_sha256", "model", "model_kwargs", "n_params", "data",
+    "data_sha256", "data_samples", "test_data", "loss", "mode", "at", "point", "top_k", "bottom_k", "method", "tol",
+    "max_iter", "trace_method", "trace_tol", "density_probes", "density_steps", "sigma", "seed", "hvp_method_used",
+    "device", "dtype",
 )
 
 
@@ -36,8 +42,11 @@ def _range(values: np.ndarray, done: np.ndarray) -> dict[str, Any]:
 
 def describe(path: str | Path) -> dict[str, Any]:
     """A JSON-ready summary: kind, shape, coordinate and value ranges, done fraction, provenance."""
-    if settings_of(path).get("kind") == "path":
+    kind = settings_of(path).get("kind")
+    if kind == "path":
         return describe_path(path)
+    if kind == "spectrum":
+        return describe_spectrum(path)
     surface = read_surface(path)
     summary: dict[str, Any] = {
         "file": str(surface.path),
@@ -87,6 +96,48 @@ def describe_path(path: str | Path) -> dict[str, Any]:
     return summary
 
 
+def describe_spectrum(path: str | Path) -> dict[str, Any]:
+    """A spectrum file's summary: the numbers it holds (as --json printed them) and its provenance."""
+    from engine.io.store.spectra import read_spectrum
+
+    spectrum = read_spectrum(path)
+    summary: dict[str, Any] = {
+        "file": str(spectrum.path), "format": "landscape", "kind": "spectrum",
+        "top_eigenvalues": [float(v) if np.isfinite(v) else None for v in spectrum.top_eigenvalues],
+        "bottom_eigenvalues": [float(v) if np.isfinite(v) else None for v in spectrum.bottom_eigenvalues],
+        "trace": spectrum.trace, "trace_stderr": spectrum.trace_stderr,
+        "density_probes": [int(spectrum.density_done.sum()), int(spectrum.density_done.size)],
+        "hvp_count": spectrum.hvp_count, "report": spectrum.report,
+    }
+    summary["provenance"] = {k: spectrum.attrs[k] for k in SPECTRUM_PROVENANCE_KEYS if k in spectrum.attrs}
+    writer = writer_of(path)
+    if writer is not None:
+        summary["being_written_by"] = writer
+    return summary
+
+
+def _format_spectrum(summary: dict[str, Any]) -> str:
+    def numbers(values: list[float | None]) -> str:
+        return ", ".join("n/a" if v is None else f"{v:.6g}" for v in values)
+
+    lines = [f"{summary['file']}: Hessian spectrum, {summary['hvp_count']} Hessian-vector products"
+             + (f", being written by {summary['being_written_by']}" if "being_written_by" in summary else "")]
+    if summary["top_eigenvalues"]:
+        lines.append(f"  top eigenvalues: {numbers(summary['top_eigenvalues'])}")
+    if summary["bottom_eigenvalues"]:
+        lines.append(f"  bottom eigenvalues: {numbers(summary['bottom_eigenvalues'])}")
+    if summary["trace"] is not None:
+        lines.append(f"  trace: {summary['trace']:.6g} ± {summary['trace_stderr']:.3g}")
+    done, total = summary["density_probes"]
+    if total:
+        lines.append(f"  density: {done}/{total} probes")
+    for key, value in summary["report"].items():
+        lines.append(f"  {key}: {value}")
+    for key, value in summary["provenance"].items():
+        lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
 def _format_path(summary: dict[str, Any]) -> str:
     t = summary["t"]
     lines = [f"{summary['file']}: path ({summary['provenance'].get('curve', '')}), {t[2]} values of t "
@@ -113,6 +164,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     """The summary as a few aligned lines for a terminal."""
     if summary.get("kind") == "path":
         return _format_path(summary)
+    if summary.get("kind") == "spectrum":
+        return _format_spectrum(summary)
     shape = " x ".join(str(n) for n in reversed(summary["shape"]))
     axes = f"x {summary['x'][0]:g}..{summary['x'][1]:g}"
     if "y" in summary:

@@ -7,11 +7,13 @@ from typing import Any
 
 from engine.errors import LandscapeError
 from engine.io.store import settings_of
-from engine.jobs import path, surface
+from engine.jobs import hessian, path, surface
 from engine.jobs.base import Job
 
-_RESUMERS = {surface.SurfaceJob.kind: surface.resume_request, path.PathJob.kind: path.resume_request}
-_JOBS_BY_REQUEST: dict[type, type[Job]] = {surface.SurfaceRequest: surface.SurfaceJob, path.PathRequest: path.PathJob}
+_RESUMERS = {surface.SurfaceJob.kind: surface.resume_request, path.PathJob.kind: path.resume_request,
+             hessian.HessianJob.kind: hessian.resume_request}
+_JOBS_BY_REQUEST: dict[type, type[Job]] = {surface.SurfaceRequest: surface.SurfaceJob, path.PathRequest: path.PathJob,
+                                           hessian.HessianRequest: hessian.HessianJob}
 
 
 def job_for(request: Any) -> Job:

@@ -33,7 +33,9 @@ from engine.io.store import (
 from engine.jobs.base import CALIBRATING, COMPUTING, Job, Progress, RateMeter, Summary
 from engine.jobs.spec import LoadedProblem, ProblemSpec, absolute_path, load_problem
 from engine.jobs.tiles import GridPlan, SurfaceTask, TileFunction
-from engine.numerics.directions import IGNORES, NORMS, Basis, check_choice, interpolation_basis, pca_basis, random_basis
+from engine.numerics.directions import (
+    IGNORES, NORMS, Basis, check_choice, hessian_basis, interpolation_basis, pca_basis, random_basis,
+)
 from engine.numerics.evaluate import STRATEGIES
 from engine.numerics.grid import parse_axis
 from engine.numerics.problem import resolve_device
@@ -251,6 +253,8 @@ class SurfaceJob(Job):
                      "directions_source": basis.source or "", "evaluation_strategy": in_file}
             if basis.explained_variance_ratio is not None:
                 attrs["explained_variance_ratio"] = list(basis.explained_variance_ratio)
+            if basis.eigenvalues is not None:
+                attrs["hessian_eigenvalues"] = list(basis.eigenvalues)
             overlay = Overlay(self._plane.points, self._plane.lines) if self._plane is not None else None
             create_file(out, grid_layout(x=x, y=y, metrics=metrics, directions=basis.directions, attrs=attrs,
                                          trajectory=basis.trajectory, trajectory_names=basis.trajectory_names,
@@ -293,7 +297,7 @@ class SurfaceJob(Job):
             raise LandscapeError("--x is required (MIN:MAX:N); only --directions plane chooses its own axes")
         x = parse_axis(r.x, "--x")
         y = parse_axis(r.y, "--y") if r.y is not None else None
-        if r.line is not None and (y is not None or r.directions in ("random", "interpolate", "pca")):
+        if r.line is not None and (y is not None or r.directions in ("random", "interpolate", "pca", "hessian")):
             raise LandscapeError("a line is evaluated in the plane of an earlier 2D surface: pass its .h5 file "
                                  "as --directions and no --y")
         if r.directions == "interpolate" and y is not None:
@@ -320,13 +324,16 @@ class SurfaceJob(Job):
         if r.directions == "pca":
             digest = hashlib.sha256("".join(file_sha256(p) for p in _trajectory_files(r.trajectory)).encode())
             return {"directions": "pca", "norm": "none", "ignore": r.ignore, "directions_source_sha256": digest.hexdigest()}
+        if r.directions == "hessian":
+            return {"directions": "hessian", "norm": "none", "ignore": "none", "directions_source_sha256": ""}
         if r.directions == "plane":
             return {"directions": "plane", "norm": "none", "ignore": "none",
                     "directions_source_sha256": path_plane_digest(_existing(r.path or "", "--path file"))}
         source = Path(r.directions)
         if source.suffix.lower() not in (".h5", ".hdf5"):
             raise LandscapeError(
-                f"unknown --directions '{r.directions}'; use random, interpolate, pca or an earlier surface .h5 file"
+                f"unknown --directions '{r.directions}'; use random, interpolate, pca, hessian, plane or an earlier "
+                "surface .h5 file"
             )
         attrs = settings_of(source)
         digests = tensor_group_digests(source, "directions")
@@ -360,6 +367,8 @@ class SurfaceJob(Job):
             basis = pca_basis(params, trajectory, [p.name for p in paths], r.ignore)
             basis.source = absolute_path(r.trajectory or "")
             return basis
+        if kind == "hessian":
+            return hessian_basis(loaded.problem, self._axes(), r.seed)
         if kind == "plane":
             assert self._plane is not None
             basis = self._plane.basis
@@ -573,7 +582,7 @@ def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str 
         return f"{float(values[0])!r}:{float(values[-1])!r}:{len(values)}"
 
     plane = kind == "plane"
-    if kind != "random" and not source:
+    if kind not in ("random", "hessian") and not source:
         raise LandscapeError(f"{path} does not record where its {kind} directions came from; it cannot be resumed")
     return SurfaceRequest(
         checkpoint=str(a.get("checkpoint", "")),
@@ -588,7 +597,7 @@ def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str 
         norm=str(a.get("norm", "filter")),
         ignore=str(a.get("ignore", "biasbn")),
         seed=int(a.get("seed", 0)),
-        directions=kind if kind in ("random", "interpolate", "pca", "plane") else str(source),
+        directions=kind if kind in ("random", "interpolate", "pca", "plane", "hessian") else str(source),
         to=source if kind == "interpolate" else None,
         path=source if plane else None,
         trajectory=source if kind == "pca" else None,

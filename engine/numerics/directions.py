@@ -25,7 +25,7 @@ Direction = dict[str, torch.Tensor]
 class Basis:
     """An origin's directions, how they were made, and points to draw over the plane."""
 
-    kind: str  # random | interpolate | pca | file
+    kind: str  # random | interpolate | pca | plane | hessian | file
     directions: list[Direction]
     norm: str = "none"
     ignore: str = "none"
@@ -34,6 +34,7 @@ class Basis:
     trajectory: dict[str, np.ndarray] | None = None  # {"x": (T,), "y": (T,)}
     trajectory_names: list[str] = field(default_factory=list)
     source: str | None = None  # the second checkpoint, trajectory glob or directions file
+    eigenvalues: list[float] | None = None  # hessian only: the eigenvalue of each axis
 
 
 def normalize_direction(direction: torch.Tensor, weight: torch.Tensor, norm: str) -> torch.Tensor:
@@ -173,3 +174,29 @@ def pca_basis(
         trajectory={"x": coords[:, 0].copy(), "y": coords[:, 1].copy()},
         trajectory_names=list(names),
     )
+
+
+def hessian_basis(problem, axes: int, seed: int = 0, tol: float = 1e-5, max_iter: int = 100) -> Basis:
+    """The top ``axes`` Hessian eigenvectors at the problem's weights as unit directions (Lanczos).
+
+    Li et al. draw the plane of the two sharpest directions this way; each eigenvector is
+    signed so that its largest entry is positive, so the same command gives the same plane.
+    """
+    from engine.cancel import raise_if_cancelled
+    from engine.numerics.flat import FlatOperator
+    from engine.numerics.lanczos import Lanczos, converged, split_eigenpairs
+
+    operator = FlatOperator(problem.hessian(problem.params()))
+    if operator.dim < axes:
+        raise LandscapeError(f"the model has {operator.dim} parameter(s); a plane of Hessian eigenvectors needs {axes}")
+    lanczos = Lanczos(operator, max_iter, seed)
+    while True:
+        raise_if_cancelled()
+        lanczos.step()
+        ritz = lanczos.ritz()
+        if converged(lanczos, ritz, axes, 0, tol) or lanczos.exhausted:
+            break
+    top, _ = split_eigenpairs(lanczos, ritz, axes, 0, vectors=True)
+    assert top.vectors is not None
+    directions = [{n: t.detach().clone() for n, t in operator.unflatten(row).items()} for row in top.vectors]
+    return Basis(kind="hessian", directions=directions, eigenvalues=[float(v) for v in top.values])
