@@ -29,6 +29,8 @@ def run_with_progress(job: Job, bar_class: Callable[..., Any], *, show: bool | N
             if bar is None:
                 bar = bar_class(total=step.total, initial=step.done, unit=job.unit, desc=job.kind,
                                 disable=None if show is None else not show, file=sys.stderr)
+            if bar.total != step.total:  # an adaptive job (a spectrum) learns its total as it converges
+                bar.total = step.total
             bar.set_description(job.kind if step.phase == COMPUTING else f"{job.kind} ({step.phase})", refresh=False)
             bar.update(step.done - bar.n)
     except KeyboardInterrupt:
