@@ -64,8 +64,13 @@ VMAP_STACK_SHARE = 1 / 8
 # this many, else batches of DEFAULT_BATCH (then capped by the activation budget).
 ONE_BATCH_MAX, DEFAULT_BATCH = 4096, 2048
 # auto Hessian-vector products: the methods of the first products (every result is
-# returned); the last two, after a warm-up of each, are timed and the faster is kept.
-HVP_AUTO_SCHEDULE = ("double_backward", "forward_over_reverse", "double_backward", "forward_over_reverse")
+# returned). The second double-backward product is timed; only when it takes at least
+# FOR_TRIAL_SECONDS is forward-over-reverse tried (its first call costs 0.25-1 s of
+# one-off set-up in torch.func, which a cheap product never pays back: on the width-50
+# sample MLP a top eigenvalue took 0.27 s with the trial and 0.02 s without), then timed
+# on its second product, and the faster is kept.
+HVP_AUTO_SCHEDULE = ("double_backward", "double_backward", "forward_over_reverse", "forward_over_reverse")
+FOR_TRIAL_SECONDS = 5e-3
 
 Tensors = dict[str, torch.Tensor]
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -491,8 +496,9 @@ class HessianOperator:
     * ``forward_over_reverse``: ``torch.func.jvp(torch.func.grad(f))`` per batch.
 
     ``auto`` computes its first products with the methods of :data:`HVP_AUTO_SCHEDULE`
-    (all returned: real products, not trials), times the last two, and from then on uses
-    the faster one, recorded in ``method``. For the same ``v`` every later product has
+    (all returned: real products, not trials), times the second of each method (trying
+    forward-over-reverse only when a double-backward product takes ``FOR_TRIAL_SECONDS``),
+    and from then on uses the faster one, recorded in ``method``. For the same ``v`` every later product has
     that method's bits; pass the recorded method back to get them from the first product on.
     """
 
@@ -520,9 +526,9 @@ class HessianOperator:
         product = self._double_backward(v) if method == "double_backward" else self._forward_over_reverse(v)
         elapsed = time.perf_counter() - start
         self.n_products += 1
-        if self.method == "auto" and self.n_products > len(HVP_AUTO_SCHEDULE) - 2:
+        if self.method == "auto" and self.n_products in (2, 4):  # the second product of each method
             self.timings[method] = elapsed
-            if self.n_products == len(HVP_AUTO_SCHEDULE):
+            if self.n_products == 4 or elapsed < FOR_TRIAL_SECONDS:
                 self.method = min(self.timings, key=self.timings.__getitem__)
         return product
 
