@@ -277,8 +277,8 @@ def test_sigterm_of_a_json_run_still_prints_its_summary(tmp_path) -> None:
 def test_registry_resumes_by_kind_and_refuses_what_it_cannot(tmp_path) -> None:
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as handle:
-        handle.attrs.update({"format": "landscape", "format_version": 1, "kind": "spectrum"})
-    with pytest.raises(LandscapeError, match="holds a 'spectrum' result, which this Landscape cannot resume"):
+        handle.attrs.update({"format": "landscape", "format_version": 1, "kind": "study"})
+    with pytest.raises(LandscapeError, match="holds a 'study' result, which this Landscape cannot resume"):
         resume_request(other)
 
 
