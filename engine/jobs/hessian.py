@@ -48,6 +48,7 @@ from engine.numerics.lanczos import (
     Lanczos, PowerIteration, check_counts, converged, split_eigenpairs,
 )
 from engine.numerics.problem import HVP_METHODS, Problem, resolve_device
+from engine.numerics.threads import intra_op_threads
 from engine.numerics.trace import TRACE_METHODS, TraceEstimator
 
 EIGENPAIRS, TRACE, DENSITY = "eigenpairs", "trace", "density"
@@ -394,11 +395,13 @@ class HessianJob(Job):
         self._compute_started = time.perf_counter()
         self._last_flush = time.perf_counter()
         stages = ((EIGENPAIRS, self._eigenpairs), (TRACE, self._trace), (DENSITY, self._density))
-        for name, run in stages:
-            if name in state.stages and not state.stages[name].finished:
-                yield from run(meter)
-                if self._stop.is_set():
-                    return
+        # The estimators' own vector operations are as small as the products' ops: the same threads for both.
+        with intra_op_threads(state.operator.threads):
+            for name, run in stages:
+                if name in state.stages and not state.stages[name].finished:
+                    yield from run(meter)
+                    if self._stop.is_set():
+                        return
 
     def _progress(self, stage: str, meter: RateMeter, **estimate: Any) -> HessianProgress:
         now = time.perf_counter()

@@ -185,18 +185,20 @@ def hessian_basis(problem, axes: int, seed: int = 0, tol: float = 1e-5, max_iter
     from engine.cancel import raise_if_cancelled
     from engine.numerics.flat import FlatOperator
     from engine.numerics.lanczos import Lanczos, converged, split_eigenpairs
+    from engine.numerics.threads import intra_op_threads
 
     operator = FlatOperator(problem.hessian(problem.params()))
     if operator.dim < axes:
         raise LandscapeError(f"the model has {operator.dim} parameter(s); a plane of Hessian eigenvectors needs {axes}")
     lanczos = Lanczos(operator, max_iter, seed)
-    while True:
-        raise_if_cancelled()
-        lanczos.step()
-        ritz = lanczos.ritz()
-        if converged(lanczos, ritz, axes, 0, tol) or lanczos.exhausted:
-            break
-    top, _ = split_eigenpairs(lanczos, ritz, axes, 0, vectors=True)
+    with intra_op_threads(operator.threads):
+        while True:
+            raise_if_cancelled()
+            lanczos.step()
+            ritz = lanczos.ritz()
+            if converged(lanczos, ritz, axes, 0, tol) or lanczos.exhausted:
+                break
+        top, _ = split_eigenpairs(lanczos, ritz, axes, 0, vectors=True)
     assert top.vectors is not None
     directions = [{n: t.detach().clone() for n, t in operator.unflatten(row).items()} for row in top.vectors]
     return Basis(kind="hessian", directions=directions, eigenvalues=[float(v) for v in top.values])

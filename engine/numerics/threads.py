@@ -31,9 +31,9 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def threads_for(flops: float) -> int:
-    """One thread for small steps, all of torch's for the rest."""
-    return 1 if flops < SMALL_FLOPS else torch.get_num_threads()
+def threads_for(flops: float, small: float = SMALL_FLOPS) -> int:
+    """One thread for steps whose forward is below ``small`` FLOPs, all of torch's for the rest."""
+    return 1 if flops < small else torch.get_num_threads()
 
 
 @contextmanager
