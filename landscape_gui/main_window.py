@@ -23,7 +23,10 @@ from engine.io.export import export_grid
 from engine.io.references import one_line
 from engine.io.store import writer_of
 from engine.display.paths import path_status
+from engine.display.profile import nearest_node
+from engine.display.spectra import LiveSpectrum, spectrum_status
 from engine.jobs.base import COMPUTING, Progress
+from engine.jobs.hessian import HessianProgress
 from engine.jobs.path import PathProgress
 from engine.jobs.registry import resume_request
 from engine.jobs.surface import SurfaceRequest, line_request, plane_request
@@ -36,9 +39,10 @@ from landscape_gui.views.compare import CompareView
 from landscape_gui.views.heatmap import HeatmapView
 from landscape_gui.views.path_view import PathView
 from landscape_gui.views.profile import ProfileView, curve_from_profile
+from landscape_gui.views.spectrum_view import SpectrumView
 from landscape_gui.views.surface3d import Surface3DView
 
-GRID_FILTER = "Landscape files: surfaces and paths (*.h5 *.hdf5);;All files (*)"
+GRID_FILTER = "Landscape files: surfaces, paths and spectra (*.h5 *.hdf5);;All files (*)"
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt *.bin *.safetensors);;All files (*)"
 LINE_POINTS = 101
 REDRAW_MS = 150  # newest values reach the views this often while a job runs
@@ -63,6 +67,7 @@ class MainWindow(QMainWindow):
         self.surface3d = Surface3DView(self.state)
         self.compare = CompareView(self.state)
         self.path_view = PathView(self.state)
+        self.spectrum_view = SpectrumView(self.state)
         left = QSplitter(Qt.Vertical)
         left.addWidget(self.heatmap)
         left.addWidget(self.profile)
@@ -75,6 +80,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.explore, "Explore")
         self.tabs.addTab(self.compare, "Compare")
         self.tabs.addTab(self.path_view, "Path")
+        self.tabs.addTab(self.spectrum_view, "Spectrum")
         self.setCentralWidget(self.tabs)
 
         self.landscape_list = LandscapeList(self.state)
@@ -109,6 +115,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.cancel_button)
 
         self.heatmap.hovered.connect(self.show_hover)
+        self.heatmap.hessian_requested.connect(self.hessian_here)
         self.tabs.currentChanged.connect(lambda _i: self.hover_label.setText(""))  # no stale readout
         self.runner.started.connect(self._job_started)
         self.runner.progressed.connect(self._job_progressed)
@@ -146,7 +153,8 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Open &Checkpoint…", self.open_checkpoint_dialog, QKeySequence.Open,
                      "Open one or several checkpoints and compute a surface around them")
         self._action(file_menu, "Open &Grid…", self.open_grid_dialog, "Ctrl+G",
-                     "Open result files: surfaces (Landscape's or Li et al.'s loss-landscape .h5) and paths")
+                     "Open result files: surfaces (Landscape's or Li et al.'s loss-landscape .h5), paths and "
+                     "spectra")
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
@@ -155,7 +163,8 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Export Gri&d…", self.export_grid_dialog, "Ctrl+Shift+E",
                      "Save the current surface as Landscape HDF5, CSV or ParaView .vtp")
         file_menu.addSeparator()
-        self._action(file_menu, "&Close Surface or Path", self.close_current, QKeySequence.Close)
+        self._action(file_menu, "&Close Result", self.close_current, QKeySequence.Close,
+                     "Close the current surface, path or spectrum (a job computing it stops; its file keeps all)")
         self._action(file_menu, "&Quit", self.close, QKeySequence.Quit)
 
         compute = bar.addMenu("&Compute")
@@ -167,6 +176,9 @@ class MainWindow(QMainWindow):
                      "The loss along a path between two checkpoints: the straight line or a trained curve")
         self._action(compute, "&Plane Through Path", self.compute_path_plane, "Ctrl+Shift+M",
                      "The surface in the plane through the current path's endpoints and bend, with them drawn on it")
+        self._action(compute, "&Hessian Spectrum…", self.hessian_dialog, "Ctrl+H",
+                     "Eigenvalues, trace and spectral density of the Hessian at a checkpoint, with the "
+                     "overparameterization report (right-click the map for the Hessian at a point)")
         self._action(compute, "&Resume Computing", self.resume_current, None,
                      "Compute the points the current file is missing")
         self._action(compute, "&Cancel Job", self.cancel_running, "Esc")
@@ -183,6 +195,7 @@ class MainWindow(QMainWindow):
         self._action(view, "&Explore", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
         self._action(view, "&Compare", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
         self._action(view, "&Path", lambda: self.tabs.setCurrentWidget(self.path_view), "Ctrl+3")
+        self._action(view, "&Spectrum", lambda: self.tabs.setCurrentWidget(self.spectrum_view), "Ctrl+4")
         self._action(view, "&Reset Slice Line", self.reset_slice)
         self._action(view, "Reset &3D View", self.surface3d.reset_camera, "Ctrl+0")
         view.addSeparator()
@@ -291,7 +304,8 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
     def open_grid_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open surface and path files", self.settings.last_folder("grids"),
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open surface, path and spectrum files",
+                                                self.settings.last_folder("grids"),
                                                 GRID_FILTER)
         for path in paths:
             self.open_grid(path)
@@ -381,6 +395,42 @@ class MainWindow(QMainWindow):
             request = self._guard(dialog.request)
             if request is not None:
                 self.submit(request)
+
+    def hessian_dialog(self) -> None:
+        """Compute ▸ Hessian Spectrum…: a checkpoint and what to compute; the Spectrum tab shows the job running."""
+        from landscape_gui.dialogs.hessian_dialog import HessianDialog
+
+        a, _b = self._endpoints_at_hand()
+        dialog = HessianDialog(a, settings=self.settings.q, parent=self)
+        self.hessian_dialog_shown = dialog  # the one shown last (tests drive it)
+        if dialog.exec():
+            request = self._guard(dialog.request)
+            if request is not None:
+                self.submit(request)
+                self.tabs.setCurrentWidget(self.spectrum_view)
+
+    def hessian_here(self, x: float, y: float) -> None:
+        """The map's right-click "Hessian here": the Hessian at the grid point nearest (x, y) of the current
+        surface, with the last Hessian dialog's choices and the report, into a file beside the surface."""
+        from landscape_gui.dialogs.hessian_dialog import hessian_here_request, stored_options
+
+        landscape = self.state.current
+        if landscape is None or landscape.kind != "surface" or landscape.surface.dimensions != 2:
+            self.show_error("show a 2D surface to take the Hessian at one of its points")
+            return
+        surface = landscape.surface
+        node = nearest_node(surface.x, surface.y, x, y)
+        if node is None:
+            self.show_error(f"({x:.4g}, {y:.4g}) is outside the surface's grid")
+            return
+        point = (float(surface.x[node[0]]), float(surface.y[node[1]]))
+        request = self._guard(hessian_here_request, landscape.path, surface.attrs, point,
+                              stored_options(self.settings.q))
+        if request is not None:
+            self.statusBar().showMessage(f"the Hessian at x {point[0]:.4g}, y {point[1]:.4g}: "
+                                         f"{Path(request.out).name}", 5000)
+            self.submit(request)
+            self.tabs.setCurrentWidget(self.spectrum_view)
 
     def _endpoints_at_hand(self) -> tuple[str | None, str | None]:
         """Checkpoints A and B to start the dialog with: the current path's, or the current surface's checkpoint."""
@@ -488,6 +538,10 @@ class MainWindow(QMainWindow):
             self._stale.add(landscape)
         if isinstance(progress, PathProgress):
             status = self._path_status(landscape, progress)
+        elif isinstance(progress, HessianProgress):
+            live = landscape.live if landscape is not None else LiveSpectrum()
+            status = (spectrum_status(progress.stage, live) + f", {progress.done}/{progress.total} products"
+                      + ("" if progress.eta is None else f"  ETA {format_seconds(progress.eta)}"))
         elif progress.phase != COMPUTING:
             status = f"{progress.phase}…"
         else:
@@ -533,14 +587,20 @@ class MainWindow(QMainWindow):
         landscape = self.state.find(request.out) if request is not None else None
         if landscape is not None:
             landscape.computing = False
-            if reread:
-                self._guard(landscape.reload)  # the finished file: its attributes are final now too
+            # the finished file: its attributes are final now too; a spectrum's steps carry estimates only,
+            # so what a cancelled run saved (eigenvalues, trace, probes) is read from its file
+            if reread or landscape.kind == "spectrum":
+                self._guard(landscape.reload)
             self.state.updated.emit(landscape)
         return landscape
 
     def _job_finished(self, request, summary) -> None:
         self._job_ended(request, reread=True)
-        if summary is not None:
+        if summary is not None and summary.kind == "spectrum":
+            products = summary.details.get("hvp_count", summary.done)
+            self.statusBar().showMessage(f"{Path(request.out).name}: {products} Hessian-vector products in "
+                                         f"{summary.seconds:.1f} s", 10000)
+        elif summary is not None:
             note = f"{Path(request.out).name}: {summary.done}/{summary.total} done in {summary.seconds:.1f} s"
             nonfinite = sum(int(m.get("nonfinite", 0)) for name, m in summary.metrics.items() if "loss" in name)
             if nonfinite:
@@ -549,7 +609,8 @@ class MainWindow(QMainWindow):
 
     def _job_cancelled(self, request, summary) -> None:
         self._job_ended(request)
-        done = f"{summary.done}/{summary.total} points" if summary is not None else "the points computed"
+        unit = "products" if summary is not None and summary.kind == "spectrum" else "points"
+        done = f"{summary.done}/{summary.total} {unit}" if summary is not None else f"the {unit} computed"
         self.statusBar().showMessage(f"cancelled: {done} are saved in {request.out}; open it again to resume",
                                      10000)
 
@@ -593,9 +654,9 @@ class MainWindow(QMainWindow):
         if landscape is None:
             self.show_error("open a surface before exporting it")
             return None
-        if landscape.kind == "path":
-            self.show_error("a path has no grid to export: its file is the data; use File ▸ Export Figure… "
-                            "for a picture")
+        if landscape.kind != "surface":
+            self.show_error(f"a {landscape.kind} has no grid to export: its file is the data; use File ▸ Export "
+                            "Figure… for a picture")
             return None
         out = self._guard(export_grid, landscape.surface, path, self.state.view.metric)
         if out is not None:
@@ -721,19 +782,22 @@ class MainWindow(QMainWindow):
                 pass
 
     def _follow_current_kind(self) -> None:
-        """A path shows in the Path tab and a surface in Explore: the tab follows the current result's kind.
+        """A path shows in the Path tab, a spectrum in the Spectrum tab and a surface in Explore: the tab follows
+        the current result's kind.
 
-        While a path is current the Explore tab is disabled (its map, profile and 3D view draw surfaces);
-        Compare keeps showing the surfaces ticked in the list.
+        While a path or a spectrum is current the Explore tab is disabled (its map, profile and 3D view draw
+        surfaces); Compare keeps showing the surfaces ticked in the list.
         """
         current = self.state.current
-        is_path = current is not None and current.kind == "path"
+        kind = current.kind if current is not None else None
+        own_tabs = {"path": self.path_view, "spectrum": self.spectrum_view}
         explore = self.tabs.indexOf(self.explore)
-        self.tabs.setTabEnabled(explore, not is_path)
-        self.tabs.setTabToolTip(explore, "The current result is a path: see the Path tab" if is_path else "")
-        if is_path:
-            self.tabs.setCurrentWidget(self.path_view)
-        elif current is not None and not is_path and self.tabs.currentWidget() is self.path_view:
+        self.tabs.setTabEnabled(explore, kind not in own_tabs)
+        tip = f"The current result is a {kind}: see the {kind.capitalize()} tab" if kind in own_tabs else ""
+        self.tabs.setTabToolTip(explore, tip)
+        if kind in own_tabs:
+            self.tabs.setCurrentWidget(own_tabs[kind])
+        elif current is not None and self.tabs.currentWidget() in own_tabs.values():
             self.tabs.setCurrentWidget(self.explore)
 
     def _update_title(self) -> None:

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
 
 from engine.display.levels import AUTO_LIMITS_TEXT, LIMIT_MODES, LOG_LEVEL_DECADES, SCALES, to_metric_units
 from engine.display.paths import series_label
-from landscape_gui.state import AppState, Landscape, PathLandscape
+from engine.display.spectra import format_number, point_text
+from landscape_gui.state import AppState, Landscape, PathLandscape, SpectrumLandscape
 from landscape_gui.views.colors import COLORMAPS
 
 
@@ -41,20 +42,22 @@ def scrolling(widget: QWidget) -> QScrollArea:
     return area
 
 
-def list_text(landscape: Landscape | PathLandscape) -> str:
-    """A list entry: the name, a 1D or path tag (neither is compared) and the progress of a partial file."""
+def list_text(landscape: Landscape | PathLandscape | SpectrumLandscape) -> str:
+    """A list entry: the name, a 1D, path or spectrum tag (none is compared) and the progress of a partial file."""
     done, total = landscape.progress
-    if landscape.kind == "path":
-        tag = "  · path"
+    if landscape.kind in ("path", "spectrum"):
+        tag = f"  · {landscape.kind}"
     else:
         tag = "" if landscape.surface.dimensions == 2 else ("  · 1D line" if landscape.is_line else "  · 1D")
     suffix = "" if done == total else f"  [{100 * done // max(total, 1)}%]"
     return f"{landscape.name}{tag}{suffix}"
 
 
-def list_tooltip(landscape: Landscape | PathLandscape) -> str:
+def list_tooltip(landscape: Landscape | PathLandscape | SpectrumLandscape) -> str:
     if landscape.kind == "path":
         note = "A path between two checkpoints: shown in the Path tab"
+    elif landscape.kind == "spectrum":
+        note = "A Hessian spectrum: shown in the Spectrum tab, its report beside the other open spectra's"
     else:
         note = ("Tick to include in the Compare tab" if landscape.surface.dimensions == 2
                 else "1D: drawn in the profile view (Compare shows 2D surfaces only)")
@@ -296,7 +299,7 @@ class DisplayPanel(QWidget):
             widget.blockSignals(True)
         try:
             current = self.state.current
-            metrics = current.metrics if current is not None else ["train_loss"]
+            metrics = (current.metrics if current is not None else None) or ["train_loss"]  # a spectrum has none
             if [self.metric_box.itemText(k) for k in range(self.metric_box.count())] != metrics:
                 self.metric_box.clear()
                 self.metric_box.addItems(metrics)
@@ -354,10 +357,12 @@ class InfoPanel(QWidget):
                                and not landscape.computing)
 
 
-def describe(landscape: Landscape | PathLandscape) -> str:
+def describe(landscape: Landscape | PathLandscape | SpectrumLandscape) -> str:
     """A few lines of provenance for the info panel (what a reader of the figure asks first)."""
     if landscape.kind == "path":
         return describe_path(landscape)
+    if landscape.kind == "spectrum":
+        return describe_spectrum(landscape)
     surface = landscape.surface
     a = surface.attrs
     done, total = landscape.progress
@@ -407,4 +412,37 @@ def describe_path(landscape: PathLandscape) -> str:
     lines.append(f"alignment of B: {a.get('align', 'none')}")
     if a.get("bn_recompute") == "on":
         lines.append("BatchNorm statistics re-estimated at every point")
+    return "<br>".join(lines)
+
+
+def describe_spectrum(landscape: SpectrumLandscape) -> str:
+    """Provenance of a spectrum file: where the Hessian is taken, model and data, what was computed and how."""
+    result = landscape.result
+    a = result.attrs
+    done, total = landscape.progress
+    where = point_text(a)
+    lines = [f"<b>{landscape.name}</b>",
+             f"Hessian spectrum, {done}/{total} {'products' if landscape.computing else 'parts'} done",
+             f"checkpoint {a.get('checkpoint', '?')}"]
+    if where != "checkpoint":
+        lines.append(f"at {where} of the surface {a.get('at', '?')}")
+    lines.append(f"model {a.get('model', '?')}, {int(a.get('n_params', 0) or 0):,} parameters")
+    lines.append(f"data {a.get('data', '?')} ({a.get('data_samples', '?')} samples), loss {a.get('loss', '?')}, "
+                 f"mode {a.get('mode', '?')}")
+    if a.get("test_data"):
+        lines.append(f"test data {a['test_data']}")
+    wanted = []
+    if int(a.get("top_k", 0) or 0) or int(a.get("bottom_k", 0) or 0):
+        wanted.append(f"top {a.get('top_k')} and bottom {a.get('bottom_k')} eigenvalues ({a.get('method')})")
+    if int(a.get("trace", 0) or 0):
+        wanted.append(f"trace ({a.get('trace_method')}, to {100 * float(a.get('trace_tol', 0)):.3g}%)")
+    if int(a.get("density", 0) or 0):
+        wanted.append(f"density ({a.get('density_probes')} probes x {a.get('density_steps')} steps)")
+    if int(a.get("report", 0) or 0):
+        wanted.append("report")
+    lines.append("computed: " + "; ".join(wanted))
+    lines.append(f"{result.hvp_count:,} Hessian-vector products ({a.get('hvp_method_used') or a.get('hvp_method')}), "
+                 f"seed {a.get('seed')}")
+    if result.trace is not None:
+        lines.append(f"trace {format_number(result.trace)} ± {format_number(result.trace_stderr, 2)}")
     return "<br>".join(lines)

@@ -5,9 +5,10 @@ they are shown (metric, scale, colour limits, colormap, contours, the slice line
 events; views subscribe and write back only through these objects, so a test can
 set ``view.slice = ...`` and check what every view shows.
 
-Results are of two kinds (``RESULT_STATES``, keyed by the file's ``kind``): a surface
-(:class:`Landscape`: a map or a line) and a path between two checkpoints
-(:class:`PathLandscape`, drawn by the Path tab). Both have a ``path``, a ``name``,
+Results are of three kinds (``RESULT_STATES``, keyed by the file's ``kind``): a surface
+(:class:`Landscape`: a map or a line), a path between two checkpoints
+(:class:`PathLandscape`, drawn by the Path tab) and a Hessian spectrum
+(:class:`SpectrumLandscape`, drawn by the Spectrum tab). All have a ``path``, a ``name``,
 ``progress``, ``apply(progress)`` for a running job's steps and ``reload()``.
 """
 
@@ -25,8 +26,12 @@ from engine.api import open as open_file
 from engine.display.levels import CONTOUR_SPACINGS, LIMIT_MODES, SCALES, ColorLimits, DisplayGrid
 from engine.display.paths import TRAINING, TrainingTrace
 from engine.display.profile import nearest_node
+from engine.display.spectra import RANGES, LiveSpectrum, file_progress
+from engine.numerics.density import default_sigma
 from engine.io.store import Surface, read_surface
 from engine.io.store.paths import PathResult, read_path
+from engine.io.store.spectra import Spectrum, read_spectrum
+from engine.jobs.hessian import HessianProgress
 from engine.jobs.path import PathProgress
 from engine.jobs.surface import SurfaceProgress
 
@@ -238,17 +243,110 @@ class PathLandscape:
         self.replace_result(read_path(self.result.path))
 
 
-Result = Landscape | PathLandscape
+@dataclass(eq=False)
+class SpectrumLandscape:
+    """One open spectrum file (maybe still being computed) and how its density is drawn.
+
+    ``sigma`` is the Gaussian width the Spectrum tab draws the density at (None: the file's
+    own); changing it redraws from the stored quadrature nodes, no Hessian-vector product.
+    ``live`` holds what a running job reports (current eigenvalue and trace estimates).
+    """
+
+    result: Spectrum
+    name: str
+    computing: bool = False
+    sigma: float | None = None
+    live: LiveSpectrum = field(default_factory=LiveSpectrum)
+    kind: ClassVar[str] = "spectrum"
+    is_line: ClassVar[bool] = False
+    line_of: ClassVar[Path | None] = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> "SpectrumLandscape":
+        return cls.from_result(read_spectrum(path))
+
+    @classmethod
+    def from_result(cls, result: Spectrum) -> "SpectrumLandscape":
+        return cls(result=result, name=display_name(result, generic=result.path.stem.split(HESSIAN_HERE_TAG)[0]))
+
+    @property
+    def path(self) -> Path:
+        return self.result.path
+
+    @property
+    def surface(self) -> NoGrid:
+        return NoGrid(self.result.path, self.result.attrs)
+
+    @property
+    def metrics(self) -> list[str]:
+        return []
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return self.result.report
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """Hessian-vector products while a job runs; else the parts of the file that are done
+        (eigenpairs, trace, each density probe, the results)."""
+        if self.computing and self.live.total:
+            return self.live.done, self.live.total
+        return file_progress(self.result)
+
+    @property
+    def complete(self) -> bool:
+        done, total = file_progress(self.result)
+        return done == total
+
+    @property
+    def file_sigma(self) -> float | None:
+        """The σ the file's density was drawn at (None before it was)."""
+        sigma = float(self.result.sigma)
+        return sigma if math.isfinite(sigma) and sigma > 0 else None
+
+    @property
+    def shown_sigma(self) -> float | None:
+        """The σ the density is drawn at now: the chosen one, else the file's (None with no probe done)."""
+        if self.sigma is not None:
+            return self.sigma
+        if self.file_sigma is not None:
+            return self.file_sigma
+        values, _weights = self.result.probes
+        return default_sigma(values) if np.isfinite(values).any() else None
+
+    def apply(self, progress: HessianProgress) -> None:
+        """Fold a running job's step in: its stage and current estimates (the file has the rest)."""
+        self.live.add(progress.stage, progress.estimate, progress.done, progress.total)
+
+    def replace_result(self, result: Spectrum) -> None:
+        self.result = result
+
+    def replace_from(self, other: "Result") -> None:
+        self.replace_result(other.result)
+
+    def reload(self) -> None:
+        """Re-read the file (after a job ended): its eigenvalues, density and report are final now."""
+        self.replace_result(read_spectrum(self.result.path))
+        self.live = LiveSpectrum()
+
+
+Result = Landscape | PathLandscape | SpectrumLandscape
 
 # What the window shows for each kind of job result: the state object a job's file opens as.
 RESULT_STATES: dict[str, Callable[[Any], Result]] = {"surface": Landscape.from_surface,
-                                                     "path": PathLandscape.from_result}
+                                                     "path": PathLandscape.from_result,
+                                                     "spectrum": SpectrumLandscape.from_result}
 
 
 def open_result(path: str | Path) -> Result:
-    """Read a result file of any kind (surface, Li et al.'s surface, path) as the state object that shows it."""
+    """Read a result file of any kind (surface, Li et al.'s surface, path, spectrum) as the state object
+    that shows it."""
     result = open_file(path)
-    return RESULT_STATES["path" if isinstance(result, PathResult) else "surface"](result)
+    if isinstance(result, PathResult):
+        return RESULT_STATES["path"](result)
+    if isinstance(result, Spectrum):
+        return RESULT_STATES["spectrum"](result)
+    return RESULT_STATES["surface"](result)
 
 
 def _pending_path_as_nan(result: PathResult) -> PathResult:
@@ -295,15 +393,21 @@ def point_readout(landscape: Landscape, x: float, y: float, named: bool = True) 
     return (f"{landscape.name}: " if named else "") + ",  ".join(parts)
 
 
-def display_name(surface: Surface) -> str:
-    """A short label: the file name, plus the trainer's width and seed when recorded."""
+HESSIAN_HERE_TAG = "-hessian-"  # <surface stem>-hessian-x..-y...h5: the Hessian at a point of a surface
+
+
+def display_name(surface: Surface | Spectrum, generic: str | None = None) -> str:
+    """A short label: the file name (a generic one with its folder's), plus the trainer's width and seed
+    when recorded. ``generic``: the part of the name that decides whether it is generic (default all of it)."""
     label = surface.path.stem
     try:
         meta = json.loads(surface.attrs.get("checkpoint_metadata") or "{}")
     except (TypeError, ValueError):
         meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
     extras = [f"{k} {meta[k]}" for k in ("width", "seed") if k in meta]
-    if surface.path.stem in ("surface", "model") and surface.path.parent.name:
+    if (generic or surface.path.stem) in ("surface", "model", "spectrum") and surface.path.parent.name:
         label = f"{surface.path.parent.name}/{label}"
     return f"{label} ({', '.join(extras)})" if extras else label
 
@@ -347,6 +451,7 @@ class ViewState:
         "contour_spacing": "even",  # or "log": levels crowd towards the minimum (engine.display.levels)
         "slice": None,  # (start, end) in the plane's coordinates
         "show_trajectory": True,
+        "spectrum_range": "all",  # the Spectrum tab's x range: every eigenvalue, or the bulk (engine.display.spectra)
     }
     # A change of any of these changes the color levels (views redraw, settings persist them).
     LIMIT_KEYS = ("color_limits", "percentile_low", "percentile_high", "value_min", "value_max")
@@ -387,6 +492,8 @@ class ViewState:
             raise ValueError(f"color_limits must be one of {LIMIT_MODES}")
         if name == "contour_spacing" and value not in CONTOUR_SPACINGS:
             raise ValueError(f"contour_spacing must be one of {CONTOUR_SPACINGS}")
+        if name == "spectrum_range" and value not in RANGES:
+            raise ValueError(f"spectrum_range must be one of {RANGES}")
         if name == "slice" and value is not None:
             (x0, y0), (x1, y1) = value
             return (float(x0), float(y0)), (float(x1), float(y1))
@@ -426,6 +533,7 @@ class AppState:
         self.updated = Event()  # (landscape): new values
         self.compared_changed = Event()
         self.curves_changed = Event()
+        self.sigma_changed = Event()  # (spectrum landscape): the density is drawn at another width
 
     def find(self, path: str | Path) -> Result | None:
         path = Path(path).resolve()
@@ -434,6 +542,20 @@ class AppState:
     def paths(self) -> list[PathLandscape]:
         """The open path files."""
         return [l for l in self.landscapes if l.kind == "path"]
+
+    def spectra(self) -> list[SpectrumLandscape]:
+        """The open spectrum files."""
+        return [l for l in self.landscapes if l.kind == "spectrum"]
+
+    def set_sigma(self, landscape: SpectrumLandscape, sigma: float | None) -> None:
+        """Draw ``landscape``'s density at width ``sigma`` (None: the file's); a redraw, never a job."""
+        if sigma is not None and not (math.isfinite(float(sigma)) and float(sigma) > 0):
+            raise ValueError("sigma must be a positive number")
+        sigma = None if sigma is None else float(sigma)
+        if landscape.sigma == sigma:
+            return
+        landscape.sigma = sigma
+        self.sigma_changed.emit(landscape)
 
     def add(self, landscape: Result, make_current: bool = True) -> Result:
         """Add (or replace the open copy of the same file) and usually make it current."""

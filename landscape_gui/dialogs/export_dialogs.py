@@ -146,17 +146,24 @@ class FigureViews:
     training: Target | None = None  # the Path tab's plot of the curve's training loss
     path_shown: bool = False  # the Path tab is showing a path
     has_training: bool = False  # the path shown trains a curve
+    spectrum: Target | None = None  # the Spectrum tab's plot (density, eigenvalue sticks, legend)
+    spectrum_shown: bool = False  # the Spectrum tab is showing a spectrum
 
 
 def figure_views(window: Any) -> FigureViews:
     """The views of the main window (its public ``heatmap``, ``profile``, ``surface3d``, ``compare``,
-    ``path_view``, ``tabs``)."""
+    ``path_view``, ``spectrum_view``, ``tabs``)."""
     current = window.state.current
     path_view = getattr(window, "path_view", None)
     shown_path = path_view.shown if path_view is not None else None
     path_shown = shown_path is not None and window.tabs.currentWidget() is path_view
+    spectrum_view = getattr(window, "spectrum_view", None)
+    shown_spectrum = spectrum_view.shown if spectrum_view is not None else None
+    spectrum_shown = shown_spectrum is not None and window.tabs.currentWidget() is spectrum_view
     if path_shown:  # the figure is of the path on screen, whatever the current result
         current = shown_path
+    elif spectrum_shown:
+        current = shown_spectrum
     return FigureViews(window.heatmap, window.profile, window.surface3d, window.compare,
                        compare_shown=window.tabs.currentWidget() is window.compare,
                        two_d=current is not None and current.surface.dimensions == 2,
@@ -165,7 +172,9 @@ def figure_views(window: Any) -> FigureViews:
                        path=path_view.figure_target() if path_view is not None else None,
                        training=path_view.training_plot if path_view is not None else None,
                        path_shown=path_shown,
-                       has_training=path_shown and shown_path.has_training)
+                       has_training=path_shown and shown_path.has_training,
+                       spectrum=spectrum_view.figure_target() if spectrum_view is not None else None,
+                       spectrum_shown=spectrum_shown)
 
 
 def ask_export_figure(window: Any) -> Path | None:
@@ -190,6 +199,7 @@ class ExportFigureDialog(QDialog):
         self.include_compare = QCheckBox("Compare panels")
         self.include_path = QCheckBox("Path (loss along t)")
         self.include_training = QCheckBox("Curve training loss")
+        self.include_spectrum = QCheckBox("Spectrum (density, eigenvalues)")
         include_box = QGroupBox("Include")
         include_grid = QGridLayout(include_box)
         for k, box in enumerate(self._include_boxes()):
@@ -299,7 +309,8 @@ class ExportFigureDialog(QDialog):
         top: list[Panel] = [view for view, box in ((views.compare, self.include_compare),
                                                     (views.heatmap, self.include_map),
                                                     (views.surface3d, self.include_3d)) if _chosen(box)]
-        top += [view for view, box in ((views.path, self.include_path), (views.training, self.include_training))
+        top += [view for view, box in ((views.path, self.include_path), (views.training, self.include_training),
+                                       (views.spectrum, self.include_spectrum))
                 if view is not None and _chosen(box)]
         bottom: list[Panel] = [views.profile] if _chosen(self.include_profile) else []
         rows = tuple(tuple(r) for r in (top, bottom) if r)
@@ -327,7 +338,7 @@ class ExportFigureDialog(QDialog):
     # -- internals --------------------------------------------------------------------------
     def _include_boxes(self) -> tuple[QCheckBox, ...]:
         return (self.include_map, self.include_profile, self.include_3d, self.include_compare, self.include_path,
-                self.include_training)
+                self.include_training, self.include_spectrum)
 
     def _offer_views(self) -> None:
         """Enable what can be drawn now; tick what the user is looking at."""
@@ -338,7 +349,11 @@ class ExportFigureDialog(QDialog):
         self.include_training.setToolTip("" if views.has_training else "Only a trained curve has a training loss")
         self.include_path.setChecked(views.path_shown)
         self.include_training.setChecked(False)
-        if views.path_shown:  # the Path tab is on screen: the figure is of the path
+        self.include_spectrum.setEnabled(views.spectrum_shown)
+        self.include_spectrum.setToolTip("" if views.spectrum_shown else "Show a spectrum in the Spectrum tab to "
+                                         "include it")
+        self.include_spectrum.setChecked(views.spectrum_shown)
+        if views.path_shown or views.spectrum_shown:  # the Path or Spectrum tab is on screen: the figure is of it
             for box in (self.include_map, self.include_profile, self.include_3d, self.include_compare):
                 box.setChecked(False)
                 box.setEnabled(False)

@@ -11,6 +11,10 @@ levels, lookup tables from the colormap; a colormap, scale or color-limit change
 swaps cached arrays and levels (engine.display.levels caches them), never recomputes.
 When there is no picture to draw (nothing open, a 1D surface, a job before its first
 points) a centred notice says why, with a progress bar while something is on its way.
+
+Right-click a point of a Landscape surface for **Hessian here**: the view emits
+``hessian_requested(x, y)`` with the grid point nearest the click, and the window computes
+the Hessian spectrum there.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFrame, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from engine.display.contours import contour_lines
 from engine.display.levels import contour_levels
 from engine.display.paths import label_anchors
+from engine.display.profile import nearest_node
 from landscape_gui.state import AppState, Landscape, ViewState, value_label
 from landscape_gui.views.colors import STATUS_LUT, colormap
 
@@ -45,6 +51,8 @@ def plain_axes(plot: pg.PlotItem) -> None:
 NO_SURFACE = "No surface open: File ▸ Open Grid… or File ▸ Open Checkpoint…"
 ONE_D_SURFACE = "1D surface: see the profile below"
 PATH_RESULT = "This is a path between two checkpoints: see the Path tab"
+SPECTRUM_RESULT = "This is a Hessian spectrum: see the Spectrum tab"
+HESSIAN_HERE = "Hessian here"
 OVERLAY_COLOR = (255, 255, 255)
 OVERLAY_LINE_STYLES = {"straight": Qt.PenStyle.DashLine, "curve": Qt.PenStyle.SolidLine}  # others: dotted
 NOTICE_MARGIN = 24  # pixels kept between the notice and the view's edges
@@ -103,6 +111,33 @@ class Notice(QFrame):
         self.move((parent.width() - self.width()) // 2, (parent.height() - self.height()) // 2)
 
 
+class MapViewBox(pg.ViewBox):
+    """The map's view box: its right-click menu starts with "Hessian here", for the point clicked.
+
+    ``menu_point`` is where the menu was opened, in plane coordinates; ``prepare(x, y)`` (set by the
+    map) names the point in the action's text and enables it when the Hessian can be taken there.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.menu_point: tuple[float, float] | None = None
+        self.prepare = None
+        self.hessian_action = QAction(HESSIAN_HERE, self.menu)
+        self.hessian_action.setStatusTip("The Hessian's eigenvalues, trace, density and report at this point of the "
+                                         "surface (the grid point nearest the click), with the last Hessian "
+                                         "Spectrum choices")
+        first = self.menu.actions()[0] if self.menu.actions() else None
+        self.menu.insertAction(first, self.hessian_action)
+        self.menu.insertSeparator(first)
+
+    def getMenu(self, ev):  # noqa: N802 - pyqtgraph naming
+        point = self.mapSceneToView(ev.scenePos())
+        self.menu_point = (point.x(), point.y())
+        if self.prepare is not None:
+            self.prepare(*self.menu_point)
+        return self.menu
+
+
 class HeatmapView(pg.GraphicsLayoutWidget):
     """Shows ``state.current`` (when 2D) as ``state.view`` says; emits ``hovered(x, y)`` in plane coordinates.
 
@@ -110,12 +145,17 @@ class HeatmapView(pg.GraphicsLayoutWidget):
     """
 
     hovered = Signal(float, float)
+    hessian_requested = Signal(float, float)  # a grid point of the current surface (right-click, Hessian here)
 
     def __init__(self, state: AppState, parent=None) -> None:
         super().__init__(parent)
         self.state = state
         self.setBackground("w")
-        self.plot: pg.PlotItem = self.addPlot(row=0, col=0)
+        self.view_box = MapViewBox()
+        self.view_box.prepare = self._prepare_menu
+        self.view_box.hessian_action.triggered.connect(self._hessian_here)
+        self._hessian_point: tuple[float, float] | None = None
+        self.plot: pg.PlotItem = self.addPlot(row=0, col=0, viewBox=self.view_box)
         self.plot.setAspectLocked(False)
         policy = self.plot.sizePolicy()
         policy.setRetainSizeWhenHidden(True)  # hidden while there is no picture, laid out all the same
@@ -210,6 +250,8 @@ class HeatmapView(pg.GraphicsLayoutWidget):
             self.notice.show_message(NO_SURFACE)
         elif landscape.kind == "path":
             self.notice.show_message(PATH_RESULT)
+        elif landscape.kind == "spectrum":
+            self.notice.show_message(SPECTRUM_RESULT)
         elif landscape.surface.dimensions != 2:
             self.notice.show_message(ONE_D_SURFACE)
         else:
@@ -341,6 +383,33 @@ class HeatmapView(pg.GraphicsLayoutWidget):
             return
         point = self.plot.vb.mapSceneToView(scene_pos)
         self.hovered.emit(point.x(), point.y())
+
+    # -- Hessian here -------------------------------------------------------------------------------
+    def hessian_point(self, x: float, y: float) -> tuple[float, float] | None:
+        """The grid point of the current surface nearest (x, y) where the Hessian can be taken, else None
+        (no 2D Landscape surface with a checkpoint, or outside its grid)."""
+        landscape = self._shown
+        if landscape is None or landscape.kind != "surface" or landscape.surface.format != "landscape":
+            return None
+        surface = landscape.surface
+        if not surface.attrs.get("checkpoint"):
+            return None
+        node = nearest_node(surface.x, surface.y, x, y)
+        if node is None:
+            return None
+        return float(surface.x[node[0]]), float(surface.y[node[1]])
+
+    def _prepare_menu(self, x: float, y: float) -> None:
+        point = self.hessian_point(x, y)
+        self._hessian_point = point
+        action = self.view_box.hessian_action
+        action.setEnabled(point is not None)
+        action.setVisible(self._shown is not None)
+        action.setText(HESSIAN_HERE if point is None else f"{HESSIAN_HERE} (x {point[0]:.4g}, y {point[1]:.4g})")
+
+    def _hessian_here(self) -> None:
+        if self._hessian_point is not None:
+            self.hessian_requested.emit(*self._hessian_point)
 
     def map_to_scene(self, x: float, y: float) -> QPointF:
         """Scene position of plane coordinates (tests use it to aim mouse events)."""
