@@ -311,8 +311,17 @@ class SpectrumLandscape:
             return self.sigma
         if self.file_sigma is not None:
             return self.file_sigma
-        values, _weights = self.result.probes
+        values, _weights = self.probes
         return default_sigma(values) if np.isfinite(values).any() else None
+
+    @property
+    def probes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The density's nodes and weights: the file's, or while a job runs and the file has none yet,
+        the probes it has reported (the density forms as they finish)."""
+        values, weights = self.result.probes
+        if self.computing and not np.isfinite(values).any() and self.live.nodes:
+            return self.live.probe_arrays()
+        return values, weights
 
     def apply(self, progress: HessianProgress) -> None:
         """Fold a running job's step in: its stage and current estimates (the file has the rest)."""

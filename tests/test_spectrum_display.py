@@ -312,3 +312,30 @@ def test_spectrum_state_opens_folds_in_a_jobs_steps_and_keeps_its_sigma(spectra)
     assert not landscape.live.active and landscape.progress == file_progress(landscape.result)
     again = state.add(open_result(landscape.path))  # reopened: the same entry
     assert again is landscape and len(state.landscapes) == 1
+
+
+def test_a_running_jobs_finished_probes_draw_the_density_before_the_file_has_one(spectra, tmp_path):
+    """The job reports each finished probe's quadrature; a spectrum whose file has no probe yet draws from them,
+    and the result equals the engine's density of those probes."""
+    from landscape_gui.state import open_result
+
+    source = read_spectrum(spectra[4])
+    job = HessianJob(HessianRequest(checkpoint=source.attrs["checkpoint"], data=source.attrs["data"],
+                                    out=str(tmp_path / "live.h5"), density=True, density_probes=2, density_steps=20))
+    job.prepare()
+    landscape = open_result(tmp_path / "live.h5")
+    landscape.computing = True
+    assert not np.isfinite(landscape.probes[0]).any() and landscape.shown_sigma is None
+    reported = []
+    for step in job.run():
+        if "nodes" in step.estimate:
+            landscape.apply(step)
+            reported.append((step.estimate["nodes"], step.estimate["weights"]))
+            values, weights = landscape.probes
+            assert values.shape[0] == len(reported)
+            np.testing.assert_array_equal(values[-1, :len(reported[-1][0])], reported[-1][0])
+    assert len(reported) == 2
+    final = read_spectrum(tmp_path / "live.h5")
+    live_values, live_weights = landscape.live.probe_arrays()  # what was drawn is what the file holds
+    np.testing.assert_array_equal(live_values, final.ritz_values)
+    np.testing.assert_array_equal(live_weights, final.ritz_weights)

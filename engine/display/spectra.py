@@ -429,6 +429,8 @@ class LiveSpectrum:
     stderr: float | None = None
     probe: int | None = None
     probes: int | None = None
+    nodes: list[list[float]] = field(default_factory=list)  # finished probes' quadrature, as they arrive
+    weights: list[list[float]] = field(default_factory=list)
     done: int = 0
     total: int = 0
 
@@ -446,6 +448,18 @@ class LiveSpectrum:
             self.stderr = float(stderr) if stderr is not None else None
         if "probe" in estimate:
             self.probe, self.probes = int(estimate["probe"]), int(estimate.get("probes") or 0)
+        if "nodes" in estimate:
+            self.nodes.append([float(v) for v in estimate["nodes"]])
+            self.weights.append([float(w) for w in estimate["weights"]])
+
+    def probe_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The finished probes' nodes and weights as (probes, steps) arrays, NaN-padded like a file's."""
+        steps = max((len(v) for v in self.nodes), default=0)
+        values = np.full((len(self.nodes), steps), np.nan)
+        weights = np.full((len(self.nodes), steps), np.nan)
+        for i, (v, w) in enumerate(zip(self.nodes, self.weights)):
+            values[i, :len(v)], weights[i, :len(w)] = v, w
+        return values, weights
 
     @property
     def active(self) -> bool:

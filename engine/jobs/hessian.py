@@ -49,7 +49,7 @@ from engine.numerics.lanczos import (
 )
 from engine.numerics.problem import HVP_METHODS, Problem, resolve_device
 from engine.numerics.threads import intra_op_threads
-from engine.numerics.trace import TRACE_METHODS, TraceEstimator
+from engine.numerics.trace import MIN_SAMPLES, TRACE_METHODS, TraceEstimator
 
 EIGENPAIRS, TRACE, DENSITY = "eigenpairs", "trace", "density"
 EIGEN_METHODS = ("lanczos", "power")
@@ -131,7 +131,9 @@ class HessianProgress(Progress):
     """One Hessian-vector product: its ``stage`` and the stage's current ``estimate``."""
 
     stage: str = ""
-    estimate: Mapping[str, Any] = field(default_factory=dict)  # top/bottom Ritz values, trace and stderr, probe
+    # top/bottom Ritz values (eigenpairs); trace and stderr (trace); probe, probes, and when a probe
+    # finishes its quadrature nodes and weights (density)
+    estimate: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -524,6 +526,7 @@ class HessianJob(Job):
             if self._due():
                 self._flush_trace(0)
             estimate = estimator.estimate()
+            stage.budget = self._trace_budget(estimator, stage)
             yield self._progress(TRACE, meter, trace=estimate.value, stderr=estimate.stderr)
             if self._stop.is_set():
                 return
@@ -531,6 +534,18 @@ class HessianJob(Job):
         estimate = estimator.estimate()
         save_trace(r.out, estimate.value, estimate.stderr)
         stage.finished, stage.budget = True, stage.done
+
+    def _trace_budget(self, estimator: TraceEstimator, stage: _Stage) -> int:
+        """Products the trace will take in all, predicted from its standard error so far (the error falls as
+        1/sqrt(samples)), so the ETA is not the worst case; at most the budget of --trace-max-probes."""
+        r = self.request
+        ceiling = stage.done - len(estimator.samples) + int(r.trace_max_probes)
+        estimate = estimator.estimate()
+        n = len(estimator.samples)
+        if n < 3 or not math.isfinite(estimate.stderr) or estimate.value == 0:
+            return ceiling
+        needed = max(math.ceil(n * (estimate.stderr / (r.trace_tol * abs(estimate.value))) ** 2), MIN_SAMPLES)
+        return int(min(ceiling, stage.done + max(1, needed - n)))
 
     def _flush_trace(self, extra_products: int) -> None:
         rows = np.array(self._pending_trace) if self._pending_trace else np.zeros((0, 2))
@@ -564,6 +579,9 @@ class HessianJob(Job):
             save_probe(r.out, int(index), values, weights, lanczos.steps)
             state.probes_done[index] = True
             stage.done = base + steps
+            # the finished probe's quadrature, so a front end can draw the density as it forms
+            yield self._progress(DENSITY, meter, probe=int(index), probes=len(state.probes_done),
+                                 nodes=values.tolist(), weights=weights.tolist())
         spectrum = read_spectrum(r.out)
         values, weights = spectrum.probes
         sigma = float(r.sigma) if r.sigma is not None else default_sigma(values)

@@ -255,7 +255,7 @@ class SpectrumView(QWidget):
             return
         result = spectrum.result
         self.header.setText(header_text(spectrum))
-        values, weights = result.probes
+        values, weights = spectrum.probes
         has_nodes = bool(np.isfinite(values).any())
         sigma = spectrum.shown_sigma
         self._sync_sigma_controls(spectrum, values, sigma)
@@ -347,7 +347,7 @@ class SpectrumView(QWidget):
         spectrum = self.shown
         if spectrum is None:
             return
-        values, weights = spectrum.result.probes
+        values, weights = spectrum.probes
         eigenvalues = self._stick_values[0] + self._stick_values[1]
         self._draw_curve(values, weights, spectrum.shown_sigma, eigenvalues, bool(np.isfinite(values).any()))
         self._place_sticks()
@@ -498,7 +498,7 @@ def header_text(spectrum: SpectrumLandscape) -> str:
     if result.hvp_count:
         facts.append(f"{result.hvp_count:,} Hessian-vector products")
     sigma = spectrum.shown_sigma
-    if sigma is not None and np.isfinite(result.probes[0]).any():
+    if sigma is not None and np.isfinite(spectrum.probes[0]).any():
         facts.append(f"σ = {sigma:.3g}" + ("" if spectrum.sigma is None else f" (file: {spectrum.file_sigma:.3g})"
                                             if spectrum.file_sigma is not None else ""))
     text = f"<b>{html.escape(spectrum.name)}</b> — " + html.escape("; ".join(facts))
