@@ -65,3 +65,11 @@ def tiny_cnn(classes: int = 3, dtype: str = "float64") -> nn.Module:
     """Conv + BatchNorm + Linear on 1x4x4 inputs, small enough for a dense Hessian."""
     return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Tanh(), nn.Flatten(),
                          nn.Linear(2 * 4 * 4, classes)).to(getattr(torch, dtype))
+
+
+def tiny_mlp_frozen_first(frozen: str = "first") -> nn.Module:
+    """tiny_mlp with its first layer (or, with ``frozen="all"``, every layer) frozen, as a fine-tuned head's model."""
+    model = tiny_mlp()
+    for layer in (model if frozen == "all" else model[:1]):
+        layer.requires_grad_(False)
+    return model

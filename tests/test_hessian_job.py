@@ -320,3 +320,29 @@ def test_info_describes_a_spectrum_file(network, tmp_path):
     summary = json.loads(done.stdout)
     assert summary["kind"] == "spectrum" and len(summary["top_eigenvalues"]) == 2 and summary["trace"] is not None
     assert "top eigenvalues" in _cli("info", str(out)).stdout
+
+
+def test_the_hessian_is_over_the_parameters_that_require_grad(network, tmp_path):
+    """A model whose first layer is frozen (a fine-tuned head): the Hessian of the head's parameters only."""
+    names = ["2.weight", "2.bias"]
+    model, x, y = network["model_obj"], network["x"], network["y"]
+    head = {n: p.detach() for n, p in model.named_parameters() if n in names}
+    fixed = {n: p.detach() for n, p in model.named_parameters() if n not in names}
+
+    def loss(p):
+        return torch.nn.functional.cross_entropy(functional_call(model, {**fixed, **p}, (x,)), y)
+
+    blocks = hessian(loss)(head)
+    dense = torch.cat([torch.cat([blocks[a][b].reshape(head[a].numel(), head[b].numel()) for b in names], 1)
+                       for a in names]).numpy()
+    spectrum = engine.hessian(network["checkpoint"], network["data"], model=f"{MODELS}:tiny_mlp_frozen_first",
+                              top_k=2, bottom_k=1, eigenvectors=True, tol=1e-10, out=tmp_path / "f.h5", progress=False)
+    truth = np.linalg.eigvalsh(dense)
+    np.testing.assert_allclose(spectrum.top_eigenvalues, truth[::-1][:2], rtol=1e-8)
+    np.testing.assert_allclose(spectrum.bottom_eigenvalues, truth[:1], rtol=1e-7, atol=1e-12)
+    assert sorted(spectrum.eigenvectors()["top_1"]) == sorted(names)
+    assert spectrum.results["n_params"] == dense.shape[0] and spectrum.attrs["hessian_params"] == dense.shape[0]
+    done = _cli("hessian", network["checkpoint"], "--model", f"{MODELS}:tiny_mlp_frozen_first",
+                "--model-kwargs", '{"frozen": "all"}', "--data", network["data"], "--out", str(tmp_path / "a.h5"))
+    assert done.returncode == 2 and "no parameter of the model requires grad" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -217,15 +217,17 @@ class HessianJob(Job):
         params, at_settings = self._point_params(loaded)
         wants = r.wants()
         top_k, bottom_k, trace, density = wants
-        dim = loaded.n_params
-        if dim == 0:
-            raise LandscapeError("the model has no parameters, so it has no Hessian")
+        trainable = problem.trainable
+        if not trainable:
+            raise LandscapeError("no parameter of the model requires grad, so there is nothing to take the Hessian "
+                                 "with respect to; unfreeze the parameters to study (requires_grad=True)")
+        dim = int(sum(params[name].numel() for name in trainable))
         check_counts(top_k, bottom_k, dim)
         method = str(recorded.get("hvp_method_used") or "") or r.hvp_method
         if existing and r.hvp_method not in ("auto", method):
             raise LandscapeError(f"{out} was computed with --hvp-method {method}; resume it with the same method "
                                  "(one file never mixes methods) or pass --overwrite")
-        operator = FlatOperator(problem.hessian(params, method=method))
+        operator = FlatOperator(problem.hessian(params, method=method, wrt=trainable))
         settings = {
             **loaded.provenance(), **at_settings,
             "test_data": absolute_data_reference(r.test_data) if r.test_data else "",
@@ -237,6 +239,7 @@ class HessianJob(Job):
             "density_probes": int(r.density_probes) if density else 0,
             "density_steps": int(r.density_steps) if density else 0, "report": int(r.report),
             "alphas": ",".join(repr(float(a)) for a in r.alphas), "seed": int(r.seed), "hvp_method": r.hvp_method,
+            "hessian_params": dim,
         }
         eigen = bool(top_k or bottom_k)
         lanczos_capacity = min(int(r.max_iter), dim) if eigen and r.method == "lanczos" else 0
@@ -251,7 +254,8 @@ class HessianJob(Job):
                                      "pass --overwrite to replace it or choose another --out")
         else:
             create_file(out, spectrum_layout(
-                top_k=top_k, bottom_k=bottom_k, eigenvector_like=params if r.eigenvectors and eigen else None,
+                top_k=top_k, bottom_k=bottom_k,
+                eigenvector_like={n: params[n] for n in trainable} if r.eigenvectors and eigen else None,
                 basis_shape=(lanczos_capacity, dim) if keep_basis else None,
                 basis_dtype=np.dtype(str(operator.dtype).replace("torch.", "")), lanczos_capacity=lanczos_capacity,
                 trace_capacity=settings["trace_max_probes"], probes=probes, steps=steps, grid_points=DEFAULT_GRID,
@@ -617,7 +621,7 @@ class HessianJob(Job):
             "trace_samples": int(len(spectrum.trace_samples)),
             "density_probes_done": int(spectrum.density_done.sum()),
             "sigma": spectrum.sigma if math.isfinite(spectrum.sigma) else None,
-            "n_params": state.loaded.n_params,
+            "n_params": state.operator.dim,  # the parameters the Hessian is taken with respect to
         }
         if self.request.report and self._complete():
             if self._report_cache is None:
@@ -629,7 +633,7 @@ class HessianJob(Job):
         """Is this model overparameterized, and by which measure: the numbers people cite, side by side."""
         state = self._ready()
         problem = state.loaded.problem
-        p, n = state.loaded.n_params, problem.n
+        p, n = state.operator.dim, problem.n
         with torch.inference_mode():
             train = problem.metrics_at(state.params)
             test = state.test.metrics_at(state.params) if state.test is not None else None

@@ -187,7 +187,8 @@ def hessian_basis(problem, axes: int, seed: int = 0, tol: float = 1e-5, max_iter
     from engine.numerics.lanczos import Lanczos, converged, split_eigenpairs
     from engine.numerics.threads import intra_op_threads
 
-    operator = FlatOperator(problem.hessian(problem.params()))
+    params = problem.params()
+    operator = FlatOperator(problem.hessian(params, wrt=problem.trainable or None))
     if operator.dim < axes:
         raise LandscapeError(f"the model has {operator.dim} parameter(s); a plane of Hessian eigenvectors needs {axes}")
     lanczos = Lanczos(operator, max_iter, seed)
@@ -200,5 +201,7 @@ def hessian_basis(problem, axes: int, seed: int = 0, tol: float = 1e-5, max_iter
                 break
         top, _ = split_eigenpairs(lanczos, ritz, axes, 0, vectors=True)
     assert top.vectors is not None
+    # parameters held fixed (requires_grad=False) get zeros: the plane moves only what the Hessian is over
     directions = [{n: t.detach().clone() for n, t in operator.unflatten(row).items()} for row in top.vectors]
+    directions = [{n: d[n] if n in d else torch.zeros_like(p) for n, p in params.items()} for d in directions]
     return Basis(kind="hessian", directions=directions, eigenvalues=[float(v) for v in top.values])

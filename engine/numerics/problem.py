@@ -38,7 +38,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -170,6 +170,8 @@ class Problem:
             with torch.no_grad():  # deep-copying a ScriptModule under autograd gives non-leaf parameters
                 model = copy.deepcopy(model)
         self.model = model.to(self.device)
+        # What the model trains (PyHessian's rule too): the Hessian is taken with respect to these.
+        self.trainable = [name for name, p in self.model.named_parameters() if p.requires_grad]
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
         self._set_mode()
@@ -405,6 +407,7 @@ class Problem:
         buffers: Mapping[str, torch.Tensor] | None = None,
         method: str = "auto",
         retain: bool | None = None,
+        wrt: Sequence[str] | None = None,
     ) -> HessianOperator:
         """The Hessian of the mean loss over all the data at ``params``, as an operator ``v -> H v``.
 
@@ -412,12 +415,18 @@ class Problem:
         ``forward_over_reverse`` (``torch.func.jvp`` of ``torch.func.grad``) or ``auto``
         (times both on its first products, then keeps the faster; see
         :class:`HessianOperator`). ``retain``: keep double backward's graphs between
-        products (None: when they fit their share of the memory budget).
+        products (None: when they fit their share of the memory budget). ``wrt``: the parameters
+        the Hessian is taken with respect to (None: all; the others are held fixed).
         """
         if method not in HVP_METHODS:
             raise LandscapeError(f"unknown Hessian-vector method '{method}'; choose one of {', '.join(HVP_METHODS)}")
         state = self._state(params, buffers)
-        return HessianOperator(self, state, list(self._params), method, retain)
+        names = list(self._params) if wrt is None else [name for name in self._params if name in set(wrt)]
+        unknown = sorted(set(wrt or ()) - set(self._params))
+        if unknown or not names:
+            raise LandscapeError(f"the Hessian needs at least one of the model's parameters to vary; got "
+                                 f"{', '.join(unknown[:3]) or 'none'}")
+        return HessianOperator(self, state, names, method, retain)
 
     def bn_statistics(
         self, params: Mapping[str, torch.Tensor], max_samples: int | None = None, seed: int = 0
