@@ -21,6 +21,7 @@ Python API and the app drive every kind the same way.
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -31,7 +32,7 @@ from typing import Any, ClassVar, Iterator
 
 from engine.cancel import Cancelled, cancellable
 from engine.errors import LandscapeError
-from engine.io.store import settings_of
+from engine.io.store import settings_mismatch, settings_of
 
 # Phases a progress step reports, so a front end can say what is happening.
 PREPARING, CALIBRATING, COMPUTING = "preparing", "calibrating", "computing"
@@ -220,6 +221,18 @@ class Job(ABC):
                                  "--overwrite")
         return recorded
 
+    @staticmethod
+    def refuse_other_settings(out: Path, recorded: dict[str, Any], settings: dict[str, Any],
+                              keys: tuple[str, ...]) -> None:
+        """One line, and no change to the file, when it was made with settings other than this request's."""
+        mismatch = settings_mismatch(recorded, settings, keys)
+        if mismatch is None:
+            return
+        key, theirs, ours = mismatch
+        theirs, ours = (v if len(v) <= 24 else v[:12] + "..." for v in (theirs, ours))
+        raise LandscapeError(f"{out} was made with different settings ({key}: {theirs} there, {ours} now); "
+                             "pass --overwrite to replace it or choose another --out")
+
     # -- what a kind implements ---------------------------------------------------------------
     @property
     @abstractmethod
@@ -245,3 +258,14 @@ class Job(ABC):
 
     @abstractmethod
     def _summary(self) -> Summary: ...
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and inf become None, in nested dicts and lists: what ``--json`` prints is always valid JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

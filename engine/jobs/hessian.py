@@ -32,12 +32,12 @@ import torch
 
 from engine.errors import LandscapeError
 from engine.io.data import load_data
-from engine.io.store import WriterLock, read_log, create_file, read_axes, read_directions, settings_mismatch, settings_of
+from engine.io.store import WriterLock, create_file, read_axes, read_directions, read_log, settings_of
 from engine.io.store.spectra import (
     Spectrum, basis_fits_file, read_lanczos, read_spectrum, reset_lanczos, save_density, save_eigenpairs,
     save_lanczos, save_probe, save_results, save_trace, save_trace_samples, spectrum_layout,
 )
-from engine.jobs.base import COMPUTING, Job, Progress, RateMeter, Summary
+from engine.jobs.base import COMPUTING, Job, Progress, RateMeter, Summary, json_safe
 from engine.jobs.spec import LoadedProblem, ProblemSpec, absolute_data_reference, absolute_path, load_problem
 from engine.numerics.density import (
     DEFAULT_ALPHAS, DEFAULT_GRID, DEFAULT_PROBES, DEFAULT_STEPS, ZERO_TOLERANCE, default_sigma, density_grid,
@@ -246,12 +246,7 @@ class HessianJob(Job):
         keep_basis = bool(lanczos_capacity) and basis_fits_file(lanczos_capacity, dim, operator.dtype.itemsize)
         probes, steps = settings["density_probes"], min(settings["density_steps"], dim)
         if existing:
-            mismatch = settings_mismatch(recorded, settings, SETTINGS_KEYS)
-            if mismatch is not None:
-                key, theirs, ours = mismatch
-                theirs, ours = (v if len(v) <= 24 else v[:12] + "..." for v in (theirs, ours))
-                raise LandscapeError(f"{out} was made with different settings ({key}: {theirs} there, {ours} now); "
-                                     "pass --overwrite to replace it or choose another --out")
+            self.refuse_other_settings(out, recorded, settings, SETTINGS_KEYS)
         else:
             create_file(out, spectrum_layout(
                 top_k=top_k, bottom_k=bottom_k,
@@ -680,7 +675,7 @@ class HessianJob(Job):
         return HessianSummary(
             kind=self.kind, path=Path(self.request.out).resolve(), shape=(), done=self._done_count(),
             total=self.total, computed=self.computed, resumed_from=state.resumed_from, seconds=self.seconds,
-            cancelled=not self._complete(), details=_finite_or_none(details),
+            cancelled=not self._complete(), details=json_safe(details),
         )
 
 
@@ -721,17 +716,6 @@ def _number(value: Any) -> str:
 
 def _listed(array: np.ndarray) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in np.asarray(array, dtype=np.float64)]
-
-
-def _finite_or_none(value: Any) -> Any:
-    """JSON-safe: NaN and inf become None (one JSON object, always valid)."""
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def resume_request(path: str | Path, *, trust_pickle: bool = False, device: str | None = None) -> HessianRequest:

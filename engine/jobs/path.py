@@ -19,7 +19,6 @@ Garipov et al. do; without it they are interpolated between A's and B's.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,14 +31,14 @@ from torch.func import functional_call
 from engine.errors import LandscapeError
 from engine.io.checkpoints import load_checkpoint, pickle_import_folders, save_checkpoint
 from engine.io.data import load_data
-from engine.io.store import GridWriter, WriterLock, create_file, settings_mismatch, settings_of
+from engine.io.store import GridWriter, WriterLock, create_file, settings_of
 from engine.io.store.paths import (
     LOG_COLUMNS, path_layout, read_endpoint_b, read_path, read_training_state, series_prefix, set_log_count,
     value_names, write_barriers, write_training_state,
 )
 from engine.io.store.logs import append_log, read_log
 from engine.io.store.files import open_h5
-from engine.jobs.base import Job, Progress, RateMeter, Summary
+from engine.jobs.base import Job, Progress, RateMeter, Summary, json_safe
 from engine.jobs.spec import LoadedProblem, ProblemSpec, absolute_data_reference, absolute_path, load_problem
 from engine.numerics.curve_training import CurveTrainer, TrainingSettings, has_batchnorm
 from engine.numerics.curves import CURVES, CurveShape, curve_length, curve_point, gram, straight_bends, t_grid
@@ -365,12 +364,7 @@ class PathJob(Job):
         self.messages.append(f"wrote the aligned B to {target}")
 
     def _check_resumable(self, out: Path, recorded: dict[str, Any], settings: dict[str, Any], t: np.ndarray) -> None:
-        mismatch = settings_mismatch(recorded, settings, SETTINGS_KEYS)
-        if mismatch is not None:
-            key, theirs, ours = mismatch
-            theirs, ours = (v if len(v) <= 24 else v[:12] + "..." for v in (theirs, ours))
-            raise LandscapeError(f"{out} was made with different settings ({key}: {theirs} there, {ours} now); "
-                                 "pass --overwrite to replace it or choose another --out")
+        self.refuse_other_settings(out, recorded, settings, SETTINGS_KEYS)
         with open_h5(out) as handle:
             stored = np.asarray(handle["t"][()]) if "t" in handle else np.zeros(0)
         if stored.shape != t.shape or not np.allclose(stored, t):
@@ -560,7 +554,7 @@ class PathJob(Job):
             total=self.total, computed=self.computed, resumed_from=state.resumed_from, seconds=self.seconds,
             cancelled=not self._complete(), metrics=metrics,
             details={**state.details, "main": state.main, "series": [s.name for s in state.series],
-                     "epochs_done": state.epoch if state.trainer else 0, "barriers": _finite_or_none(barriers)},
+                     "epochs_done": state.epoch if state.trainer else 0, "barriers": json_safe(barriers)},
         )
 
 
@@ -583,15 +577,6 @@ class PathSummary(Summary):
                 text += f"; error barrier {error['interpolated']:.3g} points"
             lines.append(text)
         return "\n".join(lines)
-
-
-def _finite_or_none(value: Any) -> Any:
-    """JSON-safe: NaN and inf become None (one JSON object, always valid)."""
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _coarse_to_fine(n: int) -> list[int]:

@@ -28,7 +28,7 @@ from engine.io.checkpoints import file_sha256, load_checkpoint, pickle_import_fo
 from engine.io.references import absolute_reference
 from engine.io.store import (
     GridWriter, Overlay, WriterLock, check_space, create_file, grid_layout, grid_nbytes, read_axes, read_directions, read_done,
-    settings_mismatch, settings_of, tensor_group_digests, value_ranges,
+    settings_of, tensor_group_digests, value_ranges,
 )
 from engine.jobs.base import CALIBRATING, COMPUTING, Job, Progress, RateMeter, Summary
 from engine.jobs.spec import LoadedProblem, ProblemSpec, absolute_path, load_problem
@@ -414,13 +414,7 @@ class SurfaceJob(Job):
             # Files before 0.2 recorded the source *file's* hash; what matters is the tensors.
             own = tensor_group_digests(out, "directions")
             recorded["directions_source_sha256"] = _combined([own[a] for a in ("x", "y")[:self._axes()] if a in own])
-        mismatch = settings_mismatch(recorded, settings, SETTINGS_KEYS)
-        if mismatch is not None:
-            key, theirs, ours = mismatch
-            raise LandscapeError(
-                f"{out} was made with different settings ({key}: {_short(theirs)} there, {_short(ours)} now); "
-                "pass --overwrite to replace it or choose another --out"
-            )
+        self.refuse_other_settings(out, recorded, settings, SETTINGS_KEYS)
         file_x, file_y = read_axes(out)
         same_y = (y is None and file_y is None) or (
             y is not None and file_y is not None and file_y.shape == y.shape and np.allclose(file_y, y))
@@ -528,11 +522,6 @@ def _canonical_model(reference: str) -> str:
         return absolute_reference(reference)
     except LandscapeError:
         return reference
-
-
-def _short(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 24 else text[:12] + "..."
 
 
 def _natural_key(path: Path) -> list[Any]:
