@@ -43,6 +43,7 @@ from engine.numerics.density import (
     DEFAULT_ALPHAS, DEFAULT_GRID, DEFAULT_PROBES, DEFAULT_STEPS, ZERO_TOLERANCE, default_sigma, density_grid,
     effective_dimensionality, gaussian_density, negative_mass,
 )
+from engine.numerics.evaluate import keep_freed_memory
 from engine.numerics.flat import FlatOperator
 from engine.numerics.lanczos import (
     Lanczos, PowerIteration, check_counts, converged, split_eigenpairs,
@@ -205,6 +206,7 @@ class HessianJob(Job):
         out = Path(r.out)
         resolve_device(r.device)
         self._lock.acquire()
+        keep_freed_memory()  # a product's activations are reused, not returned to the OS and faulted in again
         existing = out.exists() and not r.overwrite
         recorded = self.recorded_settings(out) if existing else {}
         spec = r.problem_spec()

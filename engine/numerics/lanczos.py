@@ -25,6 +25,7 @@ from engine.errors import LandscapeError
 from engine.numerics.probes import LANCZOS_RESTART, LANCZOS_START, POWER_START, random_vector
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
+INITIAL_ROWS = 8
 BREAKDOWN = 1e-10  # β below this (relative to the largest |α|, β seen) ends a Krylov block
 
 
@@ -95,7 +96,9 @@ class Lanczos:
         self.operator = operator
         self.capacity = min(int(capacity), operator.dim)
         self.seed = int(seed)
-        self.basis = torch.zeros(self.capacity, operator.dim, dtype=operator.dtype, device=operator.device)
+        # grown as needed (doubling): a top eigenvalue in a few products does not pay for 100 vectors
+        self.basis = torch.zeros(min(self.capacity, INITIAL_ROWS), operator.dim, dtype=operator.dtype,
+                                 device=operator.device)
         self.alpha: list[float] = []
         self.beta: list[float] = []
         self.block_start = 0  # the step the current Krylov block began at (after the last breakdown)
@@ -118,6 +121,7 @@ class Lanczos:
         rows = min(m + 1, self.capacity)
         if basis.shape[0] < rows or len(beta) != m:
             raise LandscapeError("internal: the saved Lanczos state is incomplete")
+        self._reserve(rows)
         self.basis[:rows] = basis[:rows].to(self.basis)
         self.alpha, self.beta = [float(a) for a in alpha], [float(b) for b in beta]
         breaks = [i + 1 for i, b in enumerate(self.beta) if b == 0.0]
@@ -154,10 +158,21 @@ class Lanczos:
             if norm <= 1e-8:  # the basis spans everything: nothing is left to find
                 self.capacity = j + 1
                 return
+            self._reserve(j + 2)
             self.basis[j + 1] = fresh / norm
             return
         self.beta.append(beta)
+        self._reserve(j + 2)
         self.basis[j + 1] = w / beta
+
+    def _reserve(self, rows: int) -> None:
+        """Room for ``rows`` basis vectors (at most the capacity)."""
+        if rows <= self.basis.shape[0]:
+            return
+        grown = torch.zeros(min(self.capacity, max(rows, 2 * self.basis.shape[0])), self.basis.shape[1],
+                            dtype=self.basis.dtype, device=self.basis.device)
+        grown[:self.basis.shape[0]] = self.basis
+        self.basis = grown
 
     def _orthogonalize(self, w: torch.Tensor, rows: int) -> torch.Tensor:
         basis = self.basis[:rows]
