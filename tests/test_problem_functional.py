@@ -278,19 +278,36 @@ def test_auto_keeps_one_method_and_then_gives_its_bits(monkeypatch, trial_second
     import engine.numerics.problem as problem_module
 
     monkeypatch.setattr(problem_module, "FOR_TRIAL_SECONDS", trial_seconds)
+    monkeypatch.setattr(problem_module, "FOR_TRIAL_AFTER", 3)
     model, x, y = mlp_case()
     problem = Problem(model, dataset(x, y), device="cpu", batch_size=6)
     params = problem.params()
-    vectors = random_vectors(params, 6, seed=5)
+    vectors = random_vectors(params, 8, seed=5)
     auto = problem.hessian(params)
     products = [auto.matvec(v) for v in vectors]
-    assert auto.method in ("double_backward", "forward_over_reverse") and auto.n_products == 6
+    assert auto.method in ("double_backward", "forward_over_reverse") and auto.n_products == 8
     tried = {"double_backward", "forward_over_reverse"} if trial_seconds == 0.0 else {"double_backward"}
     assert set(auto.timings) == tried
     fixed = problem.hessian(params, method=auto.method)
-    for v, product in zip(vectors[4:], products[4:]):  # after the four timed products
+    for v, product in zip(vectors[5:], products[5:]):  # after the timed products
         expected = fixed.matvec(v)
         assert all(torch.equal(product[name], expected[name]) for name in params)
+
+
+def test_a_short_auto_run_never_pays_for_the_forward_over_reverse_trial(monkeypatch):
+    """Fewer products than FOR_TRIAL_AFTER: every one by double backward, bit for bit."""
+    import engine.numerics.problem as problem_module
+
+    monkeypatch.setattr(problem_module, "FOR_TRIAL_SECONDS", 0.0)  # the trial would be wanted ...
+    model, x, y = mlp_case()
+    problem = Problem(model, dataset(x, y), device="cpu", batch_size=6)
+    params = problem.params()
+    vectors = random_vectors(params, problem_module.FOR_TRIAL_AFTER, seed=6)
+    auto, fixed = problem.hessian(params), problem.hessian(params, method="double_backward")
+    for v in vectors:  # ... but comes only after these
+        got, expected = auto.matvec(v), fixed.matvec(v)
+        assert all(torch.equal(got[name], expected[name]) for name in params)
+    assert "forward_over_reverse" not in auto.timings
 
 
 def test_retained_and_rebuilt_double_backward_agree_and_the_budget_decides():

@@ -63,16 +63,14 @@ VMAP_STACK_SHARE = 1 / 8
 # Today's batch rule, kept so that existing files give the same bits: all samples up to
 # this many, else batches of DEFAULT_BATCH (then capped by the activation budget).
 ONE_BATCH_MAX, DEFAULT_BATCH = 4096, 2048
-# auto Hessian-vector products: the methods of the first products (every result is
-# returned). The second double-backward product is timed; only when it takes at least
-# FOR_TRIAL_SECONDS is forward-over-reverse tried (its first call costs 0.25-1 s of
-# one-off set-up in torch.func, which a cheap product never pays back: on the width-50
-# sample MLP a top eigenvalue took 0.27 s with the trial and 0.02 s without), then timed
-# on its second product, and the faster is kept.
-HVP_AUTO_SCHEDULE = ("double_backward", "double_backward", "forward_over_reverse", "forward_over_reverse")
+# auto Hessian-vector products. The first FOR_TRIAL_AFTER products use double backward (the
+# second is timed). Forward-over-reverse is tried only on longer runs (products FOR_TRIAL_AFTER + 1
+# and + 2, the second timed) and only when a double-backward product takes FOR_TRIAL_SECONDS: its
+# first calls cost 0.25-1 s of one-off set-up in torch.func and 2x a product after that, which a
+# short run (a top eigenvalue: 5-10 products) never pays back. The faster is kept; one timed
+# product is noisy on a shared machine, so forward-over-reverse must be FOR_MARGIN faster.
+FOR_TRIAL_AFTER = 16
 FOR_TRIAL_SECONDS = 5e-3
-# One timed product is noisy on a shared machine: forward-over-reverse replaces double backward
-# (measured cheaper on every model so far) only when it is this much faster.
 FOR_MARGIN = 0.9
 
 Tensors = dict[str, torch.Tensor]
@@ -507,10 +505,9 @@ class HessianOperator:
       product is one backward pass per batch; otherwise each product rebuilds them.
     * ``forward_over_reverse``: ``torch.func.jvp(torch.func.grad(f))`` per batch.
 
-    ``auto`` computes its first products with the methods of :data:`HVP_AUTO_SCHEDULE`
-    (all returned: real products, not trials), times the second of each method (trying
-    forward-over-reverse only when a double-backward product takes ``FOR_TRIAL_SECONDS``),
-    and from then on uses the faster one, recorded in ``method``. For the same ``v`` every later product has
+    ``auto`` computes its first products by double backward and, on longer runs, two by
+    forward-over-reverse (all returned: real products, not trials; see ``FOR_TRIAL_AFTER``),
+    times the second of each method, and from then on uses the faster one, recorded in ``method``. For the same ``v`` every later product has
     that method's bits; pass the recorded method back to get them from the first product on.
     """
 
@@ -535,14 +532,14 @@ class HessianOperator:
             raise LandscapeError(f"the vector has no entry for {', '.join(missing[:3])}; give one per parameter")
         method = self.method
         if method == "auto":
-            method = HVP_AUTO_SCHEDULE[self.n_products]
+            method = "forward_over_reverse" if self.n_products >= FOR_TRIAL_AFTER else "double_backward"
         start = time.perf_counter()
         product = self._double_backward(v) if method == "double_backward" else self._forward_over_reverse(v)
         elapsed = time.perf_counter() - start
         self.n_products += 1
-        if self.method == "auto" and self.n_products in (2, 4):  # the second product of each method
+        if self.method == "auto" and self.n_products in (2, FOR_TRIAL_AFTER + 2):  # each method's second product
             self.timings[method] = elapsed
-            if self.n_products == 4 or elapsed < FOR_TRIAL_SECONDS:
+            if self.n_products > 2 or elapsed < FOR_TRIAL_SECONDS:
                 self.method = _faster(self.timings)
         return product
 
