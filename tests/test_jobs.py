@@ -262,11 +262,13 @@ print(job.summary().done, peak_bytes() // 2**20)
 def test_sigterm_of_a_json_run_still_prints_its_summary(tmp_path) -> None:
     case = slow_case(tmp_path)
     out = tmp_path / "s.h5"
-    process = subprocess.Popen(cli(case, out, "--json"), cwd=ROOT, env=run_cli_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    # 81 x 81: on an idle machine the 21 x 21 grid could finish before the poll below saw 20 points
+    process = subprocess.Popen(cli(case, out, "--json", "--x=-1:1:81", "--y=-1:1:81"), cwd=ROOT, env=run_cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while done_count(out) < 20 and time.time() < deadline and process.poll() is None:
         time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be signalled; make the grid larger"
     process.send_signal(signal.SIGTERM)
     stdout, _ = process.communicate(timeout=120)
     summary = json.loads(stdout)
