@@ -30,7 +30,10 @@ class FlatOperator:
     def __init__(self, hessian: HessianOperator) -> None:
         self.hessian = hessian
         problem = hessian.problem
-        self.threads = threads_for(forward_flops(problem.model, next(iter(problem.batches()))[0]), PRODUCT_SMALL_FLOPS)
+        x = next(iter(problem.batches()))[0]
+        # FLOPs grow with the batch: counted on two samples (train-mode BatchNorm needs two), scaled
+        flops = forward_flops(problem.model, x[:2]) * len(x) / len(x[:2])
+        self.threads = threads_for(flops, PRODUCT_SMALL_FLOPS)
         params = hessian.params
         self.names = list(hessian.names)
         self.shapes = [params[name].shape for name in self.names]
