@@ -14,6 +14,7 @@ orthogonal to the basis, so every eigenvalue can be found, multiple ones include
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -134,15 +135,15 @@ class Lanczos:
         j = self.steps
         q = self.basis[j]
         w = self.operator.matvec(q)
-        if not bool(torch.isfinite(w).all()):
-            raise LandscapeError("a Hessian-vector product is not finite (NaN or inf): the loss or the data hold "
-                                 "non-finite values at these weights")
         alpha = float(torch.dot(q, w))
         w = w - alpha * q
         if j > 0:
             w = w - self.beta[j - 1] * self.basis[j - 1]
         w = self._orthogonalize(w, j + 1)
         beta = float(w.norm())
+        if not (math.isfinite(alpha) and math.isfinite(beta)):  # any NaN or inf in H q reaches both
+            raise LandscapeError("a Hessian-vector product is not finite (NaN or inf): the loss or the data hold "
+                                 "non-finite values at these weights")
         self.alpha.append(alpha)
         scale = max(max(abs(a) for a in self.alpha), max(self.beta, default=0.0), 1e-300)
         if j + 1 >= self.capacity:

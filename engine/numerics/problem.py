@@ -563,7 +563,7 @@ class HessianOperator:
     def _double_backward(self, v: Mapping[str, torch.Tensor]) -> Tensors:
         leaves = self._leaf_params()
         inputs = tuple(leaves.values())
-        total = [torch.zeros_like(p) for p in inputs]
+        total: list[torch.Tensor] | None = None  # the first batch's product, then the others added in order
         with torch.enable_grad():
             for grads in self._graphs():
                 pairs = [(g, v[name]) for g, name in zip(grads, self.names) if g.requires_grad]
@@ -573,8 +573,13 @@ class HessianOperator:
                     [g for g, _ in pairs], inputs, grad_outputs=[u for _, u in pairs],
                     retain_graph=bool(self.retain), allow_unused=True, materialize_grads=True,
                 )
-                for t, h in zip(total, hv):
-                    t.add_(h)
+                if total is None:
+                    total = list(hv)
+                else:
+                    for t, h in zip(total, hv):
+                        t.add_(h)
+        if total is None:  # no batch had curvature: a loss linear in the weights
+            total = [torch.zeros_like(p) for p in inputs]
         return dict(zip(self.names, total))
 
     def _leaf_params(self) -> Tensors:
