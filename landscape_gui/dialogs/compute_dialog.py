@@ -45,10 +45,9 @@ from engine.numerics.problem import resolve_device
 from landscape_gui.dialogs.model_dialog import (
     ErrorLabel,
     ModelChoice,
-    ScreenFittedDialog,
+    RequestDialog,
     align_label_columns,
     browse_button,
-    grow_to_content,
     row,
 )
 
@@ -161,7 +160,7 @@ class ContentScroll(QScrollArea):
         return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), height)
 
 
-class ComputeDialog(ScreenFittedDialog):
+class ComputeDialog(RequestDialog):
     """Settings of a new surface around ``checkpoint``; :meth:`request` gives the SurfaceRequest."""
 
     def __init__(self, checkpoint: str | Path, choice: ModelChoice, settings: QSettings | None = None,
@@ -432,18 +431,8 @@ class ComputeDialog(ScreenFittedDialog):
             overwrite=out_path.exists() and self.overwrite.isChecked(),
         )
 
-    def error_text(self) -> str:
-        """The inline error shown now ('' when the fields are valid)."""
-        return self.error.text() if self.error.kind == "error" else ""
-
-    def accept(self) -> None:  # noqa: D102 - refuses to close while invalid
-        try:
-            self.request()
-        except LandscapeError as exc:
-            self._show_error(one_line(exc))
-            return
+    def _remember(self) -> None:
         self._save()
-        super().accept()
 
     # -- internals --------------------------------------------------------------------------
     def _header_text(self) -> str:
@@ -462,10 +451,6 @@ class ComputeDialog(ScreenFittedDialog):
             return a.resolve() == b.resolve()
         except OSError:
             return False
-
-    def _show_error(self, text: str) -> None:
-        self.error.show_message(text, "error")
-        self.ok_button().setEnabled(not text)
 
     def _default_source(self, kind: str) -> str:
         folder = self._checkpoint.parent
@@ -539,10 +524,6 @@ class ComputeDialog(ScreenFittedDialog):
 
     def _out_edited(self, _text: str) -> None:
         self._out_auto = False
-
-    def _grow(self) -> None:
-        self.scroll.updateGeometry()  # its size hint follows rows that appeared inside it
-        grow_to_content(self)
 
     def _update_out_note(self) -> None:
         out = self.out_edit.text().strip()

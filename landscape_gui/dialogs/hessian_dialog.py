@@ -47,12 +47,11 @@ from landscape_gui.dialogs.model_dialog import (
     ErrorLabel,
     ModelChoice,
     RecentCombo,
-    ScreenFittedDialog,
+    RequestDialog,
     align_label_columns,
     browse_button,
     check_choice,
     format_kwargs,
-    grow_to_content,
     load_recent,
     parse_kwargs_text,
     prefill_from_checkpoint,
@@ -173,7 +172,7 @@ def _spin(low: int, high: int, tip: str, suffix: str = "") -> QSpinBox:
     return box
 
 
-class HessianDialog(ScreenFittedDialog):
+class HessianDialog(RequestDialog):
     """The settings of a Hessian spectrum at a checkpoint; :meth:`request` gives the HessianRequest."""
 
     def __init__(self, checkpoint: str | Path | None = None, settings: QSettings | None = None,
@@ -464,16 +463,7 @@ class HessianDialog(ScreenFittedDialog):
         self.model_note.show_message(message, "ok")
         return True
 
-    def error_text(self) -> str:
-        """The inline error shown now ('' when the fields make a request)."""
-        return self.error.text() if self.error.kind == "error" else ""
-
-    def accept(self) -> None:  # noqa: D102 - refuses to close while invalid
-        try:
-            self.request()
-        except LandscapeError as exc:
-            self._show_error(one_line(exc))
-            return
+    def _remember(self) -> None:
         choice = self.choice()
         remember_recent(self._settings, KEY_RECENT_MODELS, choice.model or "")
         remember_recent(self._settings, KEY_RECENT_KWARGS, self.kwargs_edit.text())
@@ -481,7 +471,6 @@ class HessianDialog(ScreenFittedDialog):
         if self.test_edit.text():
             remember_recent(self._settings, KEY_RECENT_DATA, self.test_edit.text())
         store_options(self._settings, self.options())
-        super().accept()
 
     # -- internals --------------------------------------------------------------------------
     def _checkpoint(self) -> Path:
@@ -559,14 +548,6 @@ class HessianDialog(ScreenFittedDialog):
         else:
             self.out_note.show_message("This file exists: it is resumed (products already computed are kept) if its "
                                        "settings match these; otherwise computing stops with a message.", "info")
-
-    def _grow(self) -> None:
-        self.scroll.updateGeometry()
-        grow_to_content(self)
-
-    def _show_error(self, text: str) -> None:
-        self.error.show_message(text, "error")
-        self.ok_button().setEnabled(not text)
 
     def _browse_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", self.checkpoint_edit.text().strip(),

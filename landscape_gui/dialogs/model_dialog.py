@@ -186,6 +186,36 @@ class ScreenFittedDialog(QDialog):
         super().showEvent(event)
 
 
+class RequestDialog(ScreenFittedDialog):
+    """A dialog that builds a job's request: it closes with OK only when ``request()`` succeeds, and
+    shows why not inline. Subclasses have ``error`` (a note), ``scroll`` and ``ok_button()``, build
+    ``request()`` (raising LandscapeError) and remember their choices in ``_remember()``."""
+
+    def error_text(self) -> str:
+        """The inline error shown now ('' when the fields make a request)."""
+        return self.error.text() if self.error.kind == "error" else ""
+
+    def accept(self) -> None:  # noqa: D102 - refuses to close while invalid
+        try:
+            self.request()
+        except LandscapeError as exc:
+            self._show_error(one_line(exc))
+            return
+        self._remember()
+        super().accept()
+
+    def _remember(self) -> None:
+        """Keep what was chosen for next time (called once the request is valid)."""
+
+    def _show_error(self, text: str) -> None:
+        self.error.show_message(text, "error")
+        self.ok_button().setEnabled(not text)
+
+    def _grow(self) -> None:
+        self.scroll.updateGeometry()  # its size hint follows rows that appeared inside it
+        grow_to_content(self)
+
+
 def align_label_columns(*forms: QFormLayout) -> None:
     """One label column width in every group, so the fields line up down the dialog."""
     labels = []

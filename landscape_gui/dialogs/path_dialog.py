@@ -44,12 +44,11 @@ from landscape_gui.dialogs.model_dialog import (
     ErrorLabel,
     ModelChoice,
     RecentCombo,
-    ScreenFittedDialog,
+    RequestDialog,
     align_label_columns,
     browse_button,
     check_choice,
     format_kwargs,
-    grow_to_content,
     load_recent,
     parse_kwargs_text,
     prefill_from_checkpoint,
@@ -117,7 +116,7 @@ def _double(low: float, high: float, decimals: int, step: float) -> QDoubleSpinB
     return box
 
 
-class PathDialog(ScreenFittedDialog):
+class PathDialog(RequestDialog):
     """The settings of a path between two checkpoints; :meth:`request` gives the PathRequest."""
 
     def __init__(self, a: str | Path | None = None, b: str | Path | None = None, settings: QSettings | None = None,
@@ -413,16 +412,7 @@ class PathDialog(ScreenFittedDialog):
         self.model_note.show_message(message, "ok")
         return True
 
-    def error_text(self) -> str:
-        """The inline error shown now ('' when the fields make a request)."""
-        return self.error.text() if self.error.kind == "error" else ""
-
-    def accept(self) -> None:  # noqa: D102 - refuses to close while invalid
-        try:
-            self.request()
-        except LandscapeError as exc:
-            self._show_error(one_line(exc))
-            return
+    def _remember(self) -> None:
         choice = self.choice()
         remember_recent(self._settings, KEY_RECENT_MODELS, choice.model or "")
         remember_recent(self._settings, KEY_RECENT_KWARGS, self.kwargs_edit.text())
@@ -430,7 +420,6 @@ class PathDialog(ScreenFittedDialog):
         if self.test_edit.text():
             remember_recent(self._settings, KEY_RECENT_DATA, self.test_edit.text())
         self._save()
-        super().accept()
 
     # -- internals --------------------------------------------------------------------------
     @staticmethod
@@ -508,14 +497,6 @@ class PathDialog(ScreenFittedDialog):
             self.out_note.show_message("This file exists: it is resumed (epochs and points already computed are "
                                        "kept) if its settings match these; otherwise computing stops with a message.",
                                        "info")
-
-    def _grow(self) -> None:
-        self.scroll.updateGeometry()
-        grow_to_content(self)
-
-    def _show_error(self, text: str) -> None:
-        self.error.show_message(text, "error")
-        self.ok_button().setEnabled(not text)
 
     def _browse_checkpoint(self, edit: QLineEdit, caption: str) -> None:
         start = edit.text().strip() or self.a_edit.text().strip()

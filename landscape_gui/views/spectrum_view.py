@@ -283,10 +283,6 @@ class SpectrumView(QWidget):
             self.plot.setXRange(*frame, padding=0.02)
             self._framing = False
         self._draw_curve(values, weights, sigma, eigenvalues, has_nodes)
-        if self.curve_data is not None:
-            floor, peak = self.curve_data.floor, self.curve_data.peak
-        else:
-            floor, peak = 1e-3, 1.0
         self._stick_values = (top, bottom, estimates)
         self._place_sticks()
         self._fit_y()
